@@ -1,0 +1,37 @@
+"""``jointportrait create``: write a joint model folder (paper Sec. 3.3: widened UNet + ReferenceNet)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from jointportrait.errors import InputError, OutputExistsError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--base-model", type=Path, metavar="PATH",
+                     help="SD 1.5 folder in diffusers layout, or a single-file .safetensors checkpoint")
+    src.add_argument("--tiny", action="store_true", help="a small random model with the same layout")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tiny model's random weights")
+    parser.add_argument("--with-image-encoder", action="store_true", help="tiny model: add a tiny CLIP image encoder")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jointportrait.loading import create_joint_model, create_tiny_joint_model
+
+    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
+        raise OutputExistsError(f"{args.out}: folder is not empty (pass --overwrite to write into it)")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"{args.out}: exists and is not a folder")
+    if args.tiny:
+        pipe = create_tiny_joint_model(args.out, seed=args.seed, with_image_encoder=args.with_image_encoder)
+    else:
+        pipe = create_joint_model(args.base_model, args.out)
+    n_unet = sum(p.numel() for p in pipe.unet.parameters())
+    n_ref = sum(p.numel() for p in pipe.reference_unet.parameters())
+    print(f"wrote {args.out} (denoiser {n_unet:,} parameters, {pipe.unet.config.in_channels} input channels; "
+          f"ReferenceNet {n_ref:,})")
+    return 0

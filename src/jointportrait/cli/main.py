@@ -1,0 +1,65 @@
+"""Entry point of the ``jointportrait`` command (DESIGN.md, "Command line").
+
+Each sub-command lives in its own module under :mod:`jointportrait.cli` and
+exposes ``add_arguments(parser)`` and ``run(args) -> int``. Heavy imports
+(torch, diffusers) happen inside ``run`` so that ``--help`` stays fast.
+Known errors (:class:`~jointportrait.errors.JointPortraitError`) become one
+line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from jointportrait.errors import JointPortraitError
+
+# name -> (module under jointportrait.cli, one-line help). Explicit registry: a
+# new command is one line here plus its module.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "create": ("create", "write a joint model folder from a local SD 1.5 model, or a tiny random one"),
+    "generate": ("generate", "reference image -> RGB + depth samples"),
+    "demo": ("demo", "the end-to-end showcase on an embedded default"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jointportrait",
+        description="Joint depth and appearance diffusion for portrait images.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"jointportrait.cli.{module_name}")
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub_parser)
+        sub_parser.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args._module.run(args) or 0)
+    except JointPortraitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Inputs of the inpainting fine-tune (paper Sec. 4; DESIGN.md "Fixed conventions").
+
+From stage 2 on the denoiser input is
+``[z_rgb(4), z_depth(4), mask_rgb(1), mask_depth(1), masked_z_rgb(4), masked_z_depth(4)]``.
+A mask is 1 where the model generates and 0 where it keeps the input. As in
+diffusers' inpainting convention the masked input is the input with the
+generated region blanked (set to 0, mid-grey / mid-depth) and then VAE-encoded;
+masks are resized to the latent grid with nearest-neighbour sampling.
+
+Tasks (Sec. 4): depth estimation = (rgb 0, depth 1); depth-to-image = (1, 0);
+joint generation = (1, 1); editing = a spatial RGB mask with a given depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+
+from jointportrait.latent_codec import encode_depth, encode_rgb
+
+STAGE1_CHANNELS = 8
+STAGE2_CHANNELS = 18
+
+
+@dataclass
+class InpaintingCondition:
+    """The 10 conditioning channels ``[mask_rgb, mask_depth, masked_z_rgb, masked_z_depth]``."""
+
+    mask_rgb: torch.Tensor  # (B, 1, h, w) on the latent grid
+    mask_depth: torch.Tensor  # (B, 1, h, w)
+    masked_rgb_latents: torch.Tensor  # (B, 4, h, w)
+    masked_depth_latents: torch.Tensor  # (B, 4, h, w)
+
+    def as_channels(self) -> torch.Tensor:
+        return torch.cat(
+            [self.mask_rgb, self.mask_depth, self.masked_rgb_latents, self.masked_depth_latents], dim=1
+        )  # (B, 10, h, w)
+
+    def select(self, index: torch.Tensor) -> InpaintingCondition:
+        """Rows ``index`` of every tensor (one row per sample drawn)."""
+        return InpaintingCondition(self.mask_rgb[index], self.mask_depth[index],
+                                   self.masked_rgb_latents[index], self.masked_depth_latents[index])
+
+
+def latent_mask(mask: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """Pixel mask ``(B, 1, H, W)`` in {0, 1} -> latent-grid mask ``(B, 1, h, w)`` (nearest)."""
+    return F.interpolate(mask.float(), size=latent_hw, mode="nearest")
+
+
+def build_inpainting_condition(
+    vae: AutoencoderKL,
+    rgb: torch.Tensor,
+    depth_normalized: torch.Tensor,
+    rgb_mask: torch.Tensor,
+    depth_mask: torch.Tensor,
+) -> InpaintingCondition:
+    """Conditioning for images ``(B, 3, H, W)`` and normalised depth ``(B, 1, H, W)``.
+
+    ``rgb_mask``/``depth_mask`` are ``(B, 1, H, W)`` with 1 = generate. A mask
+    that is 1 everywhere blanks its domain entirely (nothing is known).
+    """
+    keep_rgb = (rgb_mask < 0.5).to(rgb.dtype)
+    keep_depth = (depth_mask < 0.5).to(depth_normalized.dtype)
+    masked_rgb = encode_rgb(vae, rgb * keep_rgb)
+    masked_depth = encode_depth(vae, depth_normalized * keep_depth)
+    hw = masked_rgb.shape[-2:]
+    dtype = masked_rgb.dtype
+    return InpaintingCondition(
+        latent_mask(rgb_mask, hw).to(dtype), latent_mask(depth_mask, hw).to(dtype), masked_rgb, masked_depth
+    )
+
+
+def denoiser_input(noisy_latents: torch.Tensor, condition: InpaintingCondition | None) -> torch.Tensor:
+    """``[z_rgb, z_depth]`` (B, 8, h, w), plus the conditioning channels when given -> (B, 18, h, w)."""
+    if condition is None:
+        return noisy_latents
+    return torch.cat([noisy_latents, condition.as_channels().to(noisy_latents.dtype)], dim=1)

@@ -1,0 +1,170 @@
+"""Building, saving and loading joint models from local files (DESIGN.md, "Fixed conventions").
+
+Nothing is downloaded. A joint model folder is a diffusers pipeline folder:
+``model_index.json``, ``unet/`` (the widened denoiser, a plain
+``UNet2DConditionModel``), ``reference_unet/``, ``vae/``, ``scheduler/`` and
+optionally ``image_encoder/``, weights as safetensors.
+
+Sources: a Stable Diffusion 1.5 folder in diffusers layout (``vae/``, ``unet/``,
+``scheduler/``, optional ``image_encoder/``), a single-file ``.safetensors`` SD
+checkpoint (converted offline with the bundled LDM config), or a tiny random
+model with the same layout for tests and trials.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from importlib import resources
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+from jointportrait.conditioning import STAGE1_CHANNELS
+from jointportrait.errors import InputError, MissingPathError
+from jointportrait.models.widen import widen_unet
+
+logger = logging.getLogger(__name__)
+
+BASE_LAYOUT = "a Stable Diffusion 1.5 folder in diffusers layout (unet/, vae/, scheduler/; optional image_encoder/)"
+JOINT_LAYOUT = "a joint model folder (model_index.json, unet/, reference_unet/, vae/, scheduler/)"
+
+
+def _require_subfolders(root: Path, names: tuple[str, ...], what: str) -> None:
+    if not root.exists():
+        raise MissingPathError(f"{root}: no such folder; expected {what}")
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder; expected {what}")
+    missing = [n for n in names if not (root / n).exists()]
+    if missing:
+        raise MissingPathError(f"{root}: missing {', '.join(missing)}; expected {what}")
+
+
+def _scheduler_from(config: dict) -> DDIMScheduler:
+    return DDIMScheduler.from_config(config)
+
+
+def load_base_components(path: str | Path) -> dict:
+    """Load ``vae``, ``unet`` (4-channel), ``scheduler`` and optional ``image_encoder`` from local files."""
+    path = Path(path)
+    if path.is_file():
+        return _load_single_file(path)
+    _require_subfolders(path, ("unet", "vae", "scheduler"), BASE_LAYOUT)
+    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True)
+    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True)
+    scheduler = _scheduler_from(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True))
+    image_encoder = None
+    if (path / "image_encoder").exists():
+        from transformers import CLIPVisionModelWithProjection
+
+        image_encoder = CLIPVisionModelWithProjection.from_pretrained(path / "image_encoder", local_files_only=True)
+    return {"unet": unet, "vae": vae, "scheduler": scheduler, "image_encoder": image_encoder}
+
+
+def _load_single_file(path: Path) -> dict:
+    if path.suffix not in (".safetensors", ".ckpt"):
+        raise InputError(f"{path}: expected a single-file SD checkpoint (.safetensors) or {BASE_LAYOUT}")
+    config = str(resources.files("jointportrait") / "assets" / "v1-inference.yaml")
+    try:
+        unet = UNet2DConditionModel.from_single_file(str(path), original_config=config, local_files_only=True)
+        vae = AutoencoderKL.from_single_file(str(path), original_config=config, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise InputError(f"{path}: not a loadable SD 1.x single-file checkpoint ({str(exc).splitlines()[0]})") from None
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+    )
+    return {"unet": unet, "vae": vae, "scheduler": scheduler, "image_encoder": None}
+
+
+def joint_components_from_base(base: dict) -> dict:
+    """Widen the base UNet to the 8-channel denoiser; the ReferenceNet starts as a copy of the base UNet."""
+    unet = base["unet"]
+    if unet.config.in_channels != 4 or unet.config.out_channels != 4:
+        raise InputError(
+            f"base UNet has {unet.config.in_channels}/{unet.config.out_channels} channels; expected an SD-style 4/4 UNet"
+        )
+    denoiser = widen_unet(unet, STAGE1_CHANNELS, STAGE1_CHANNELS)
+    reference_unet = copy.deepcopy(unet)
+    return {
+        "vae": base["vae"],
+        "unet": denoiser,
+        "reference_unet": reference_unet,
+        "scheduler": base["scheduler"],
+        "image_encoder": base.get("image_encoder"),
+    }
+
+
+def create_joint_model(base_model: str | Path, out: str | Path | None = None):
+    """Build a :class:`JointPortraitPipeline` from a local SD 1.5 model; save it to ``out`` if given."""
+    from jointportrait.pipelines.pipeline_joint_portrait import JointPortraitPipeline
+
+    pipe = JointPortraitPipeline(**joint_components_from_base(load_base_components(base_model)))
+    if out is not None:
+        pipe.save_pretrained(out, safe_serialization=True)
+    return pipe
+
+
+def tiny_base_components(seed: int = 0, sample_size: int = 8, with_image_encoder: bool = False,
+                         cross_attention_dim: int = 32) -> dict:
+    """A tiny randomly initialised SD-layout model: UNet (32, 64), 4-level VAE (64 px -> 8 latent px)."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(32, 32, 64, 64),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=sample_size * 8,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+    )
+    image_encoder = None
+    if with_image_encoder:
+        from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+        image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            image_size=32, patch_size=8, projection_dim=cross_attention_dim,
+        ))
+    return {"unet": unet, "vae": vae, "scheduler": scheduler, "image_encoder": image_encoder}
+
+
+def create_tiny_joint_model(out: str | Path | None = None, seed: int = 0, with_image_encoder: bool = False):
+    """A small random joint model with the real layout (for tests and trying the pipelines without weights)."""
+    from jointportrait.pipelines.pipeline_joint_portrait import JointPortraitPipeline
+
+    base = tiny_base_components(seed=seed, with_image_encoder=with_image_encoder)
+    pipe = JointPortraitPipeline(**joint_components_from_base(base))
+    if out is not None:
+        pipe.save_pretrained(out, safe_serialization=True)
+    return pipe
+
+
+def load_joint_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """Load a saved joint model folder as a :class:`JointPortraitPipeline`."""
+    from jointportrait.pipelines.pipeline_joint_portrait import JointPortraitPipeline
+
+    path = Path(path)
+    _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
+    pipe = JointPortraitPipeline.from_pretrained(path, dtype=dtype, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
