@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny models and folders built on the fly (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FACE_MODEL = SHARED / "face_model" / "ict_face_model_light.npz"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny joint model folder (8-channel denoiser + ReferenceNet + VAE + scheduler)."""
+    from jointportrait.loading import create_tiny_joint_model
+
+    out = tmp_path_factory.mktemp("tiny_joint")
+    create_tiny_joint_model(out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def face_model_path() -> Path | None:
+    """The shared ICT face model when present (tests that need it fall back to the procedural head)."""
+    return FACE_MODEL if FACE_MODEL.exists() else None
