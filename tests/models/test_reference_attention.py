@@ -7,7 +7,12 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from jointportrait.loading import tiny_base_components
-from jointportrait.models import JointDenoiser, ReferenceAttnProcessor, ReferenceBank, install_reference_attention
+from jointportrait.models import (
+    JointDenoiser,
+    ReferenceAttnProcessor,
+    ReferenceBank,
+    install_reference_attention,
+)
 from jointportrait.models.reference_attention import self_attention_names
 from jointportrait.models.widen import widen_unet
 

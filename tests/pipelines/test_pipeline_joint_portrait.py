@@ -6,8 +6,8 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
 from jointportrait import JointPortraitPipeline, widen_unet
-from jointportrait.latent_codec import encode_depth
 from jointportrait.depth_codec import normalize_depth
+from jointportrait.latent_codec import encode_depth
 
 
 @pytest.fixture(scope="module")
