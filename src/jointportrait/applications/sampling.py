@@ -9,10 +9,7 @@ spacing, and which inpainting form a model supports.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
-
-logger = logging.getLogger(__name__)
 
 TIMESTEP_SPACINGS = ("trailing", "leading", "linspace")
 
@@ -26,10 +23,7 @@ def resolve_inpaint_mode(pipe, inpaint_mode: str = "auto") -> str:
     """``"auto"`` -> ``"conditioning"`` for an 18-channel model, else the training-free ``"replacement"``."""
     if inpaint_mode != "auto":
         return inpaint_mode
-    if pipe.is_inpainting_model:
-        return "conditioning"
-    logger.info("8-channel (stage-1) model: using training-free latent replacement for the known domain")
-    return "replacement"
+    return "conditioning" if pipe.is_inpainting_model else "replacement"
 
 
 @contextlib.contextmanager
