@@ -2,10 +2,10 @@
 
 Points come from :func:`jointportrait.applications.camera.backproject` (OpenCV frame).
 Files are written in the usual 3-D viewer frame (x right, y up, z toward the viewer), so a
-portrait opens upright and facing the user. A mesh joins each 2x2 block of valid pixels
-into two triangles and drops triangles that span a depth discontinuity (a jump larger
-than ``max_depth_jump`` times the local depth), so the face does not melt into the
-background. Writing is done by trimesh.
+portrait opens upright and facing the user. A mesh splits each 2x2 block of pixels
+into two triangles, keeps those whose three pixels are valid, and drops those that span
+a depth discontinuity (a jump larger than ``max_depth_jump`` times the local depth), so
+the face does not melt into the background. Writing is done by trimesh.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def point_cloud(points: np.ndarray, colors: np.ndarray | None, valid: np.ndarray
 
 
 def grid_faces(valid: np.ndarray, depth: np.ndarray | None = None, max_depth_jump: float = 0.05) -> np.ndarray:
-    """Triangles ``(F, 3)`` over an ``(H, W)`` pixel grid (row-major vertex ids), two per fully valid 2x2 block.
+    """Triangles ``(F, 3)`` over an ``(H, W)`` pixel grid (row-major vertex ids): two per 2x2 block, each kept
+    when its three pixels are valid.
 
     With ``depth``, a triangle whose depth spread exceeds ``max_depth_jump`` times its smallest
     depth is dropped (0 disables the check).
