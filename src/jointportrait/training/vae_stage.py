@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 KL_WEIGHT = 1e-6
+STD_DECAY = 0.99
 
 
 @dataclass
@@ -42,9 +43,10 @@ class VAETrainingModule(torch.nn.Module):
             for module in (vae.encoder, vae.quant_conv):
                 if module is not None:
                     module.requires_grad_(False)
-        # Running mean of the latent standard deviation: the export sets scaling_factor = 1 / std so that
-        # the diffusion model sees unit-variance latents (LDM's rule for SD's 0.18215).
-        self.register_buffer("latent_std_sum", torch.zeros((), dtype=torch.float64))
+        # Moving average of the latent standard deviation (bias-corrected): the export sets
+        # scaling_factor = 1 / std so that the diffusion model sees unit-variance latents (LDM's rule
+        # behind SD's 0.18215).
+        self.register_buffer("latent_std_ema", torch.zeros((), dtype=torch.float64))
         self.register_buffer("latent_std_count", torch.zeros((), dtype=torch.float64))
 
     def forward(self, images: torch.Tensor):
@@ -53,14 +55,16 @@ class VAETrainingModule(torch.nn.Module):
         kl = posterior.kl().mean() / posterior.mean[0].numel()
         if self.training:
             with torch.no_grad():
-                self.latent_std_sum += posterior.mean.float().std().double()
+                std = posterior.mean.float().std().double()
+                self.latent_std_ema.mul_(STD_DECAY).add_((1.0 - STD_DECAY) * std)
                 self.latent_std_count += 1
         return recon, kl
 
     def scaling_factor(self) -> float:
         if float(self.latent_std_count) == 0:
             return float(self.vae.config.scaling_factor)
-        return float(self.latent_std_count / self.latent_std_sum)
+        std = float(self.latent_std_ema) / (1.0 - STD_DECAY ** float(self.latent_std_count))
+        return 1.0 / max(std, 1e-6)
 
 
 def tiny_vae(levels: int = 3, seed: int = 0, sample_size: int = 64) -> AutoencoderKL:
