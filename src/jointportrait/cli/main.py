@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "create": ("create", "write a joint model folder from a local SD 1.5 model, or a tiny random one"),
     "generate": ("generate", "reference image -> RGB + depth samples"),
     "demo": ("demo", "the end-to-end showcase on an embedded default"),
+    "render-depth": ("render_depth", "meshes + cameras -> depth maps, previews and coverage masks"),
+    "synth": ("synth", "synthetic studio images or clips with exact depth, masks and parameters"),
 }
 
 
