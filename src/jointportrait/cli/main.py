@@ -22,6 +22,7 @@ from jointportrait.errors import JointPortraitError
 COMMANDS: dict[str, tuple[str, str]] = {
     "create": ("create", "write a joint model folder from a local SD 1.5 model, or a tiny random one"),
     "generate": ("generate", "reference image -> RGB + depth samples"),
+    "train": ("train", "train stage 1 (joint learning) or stage 2 (inpainting fine-tune) on accelerate"),
     "demo": ("demo", "the end-to-end showcase on an embedded default"),
 }
 
