@@ -10,6 +10,7 @@ subprocess tests: kill -9 + resume, 2-process DDP).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -64,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = ContractDataset(size=cfg.data.resolution)
     result = train(cfg, args.output_dir, resume_from=checkpoint, dataset=dataset, val_dataset=dataset)
     if args.rank_weights:
-        import torch.distributed as dist
-
-        rank = dist.get_rank() if dist.is_initialized() else 0
+        rank = int(os.environ.get("RANK", "0"))  # set by the launcher; the process group is gone by now
         weights = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
         torch.save({"world_size": result.world_size, "weights": weights}, Path(args.output_dir) / f"rank{rank}.pt")
     return 0

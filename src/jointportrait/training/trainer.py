@@ -68,9 +68,13 @@ def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 def _make_accelerator(cfg: RunConfig, output_dir: Path):
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
+    # When every sample of a process's micro-batch drops its reference, the reader layers skip the
+    # ReferenceNet features, so the ReferenceNet gets no gradient on that process: DDP must allow it.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.train.reference_dropout > 0)
     return Accelerator(
+        kwargs_handlers=[ddp],
         mixed_precision=cfg.train.mixed_precision,
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
