@@ -170,6 +170,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         return _build(tp, value, key)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp in (int, str, bool) and type(value) is tp:
         return value
     raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
