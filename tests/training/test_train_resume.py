@@ -1,4 +1,5 @@
-"""Kill -9 in the middle of a tiny run, then ``--resume latest``: same final weights as an uninterrupted run."""
+"""Kill -9 in the middle of a tiny ``jointportrait train`` run on synth data, then ``--resume latest``:
+the same final weights (bit for bit) as an uninterrupted run with the same seed."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[1] / "src"
 CONFIG = {
     "model": {"base": "tiny"},
-    "data": {"resolution": 64},
+    "data": {"resolution": 64, "root": None},
     "optim": {"learning_rate": 1e-3},
     "train": {"batch_size": 2, "gradient_accumulation_steps": 2, "max_steps": 8, "checkpoint_every": 2,
               "checkpoints_total_limit": 2, "ema": {"enabled": True, "decay": 0.9}},
@@ -26,7 +27,7 @@ CONFIG = {
 
 
 def _command(config: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(HERE / "train_fixture_data.py"), "--config", str(config), "--output-dir", str(out),
+    return [sys.executable, "-m", "jointportrait.cli.main", "train", "--config", str(config), "--output-dir", str(out),
             *extra]
 
 
@@ -40,9 +41,9 @@ def _final_weights(run: Path) -> dict[str, torch.Tensor]:
             for k, v in load_file(str(run / "final" / part / "diffusion_pytorch_model.safetensors")).items()}
 
 
-def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path, synth_data):
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
+    config.write_text(yaml.safe_dump({**CONFIG, "data": {**CONFIG["data"], "root": str(synth_data)}}))
 
     # the uninterrupted run goes alongside; the interrupted one gets SIGKILL once its first checkpoint is complete
     straight = tmp_path / "straight"

@@ -1,14 +1,13 @@
-"""Resumable, rank-aware batch sampler and the studio + wild mix weights."""
+"""Resumable, rank-aware batch sampler."""
 
 from __future__ import annotations
 
 import itertools
 
 import pytest
-import torch
 
 from jointportrait.errors import InputError
-from jointportrait.training.data import StepBatchSampler, mix_weights
+from jointportrait.training.data import StepBatchSampler
 
 
 def test_ranks_split_each_global_batch_and_an_epoch_visits_every_item_once():
@@ -26,14 +25,6 @@ def test_start_continues_the_same_sequence():
     full = list(itertools.islice(iter(StepBatchSampler(10, 3, seed=1)), 9))
     resumed = list(itertools.islice(iter(StepBatchSampler(10, 3, seed=1, start=5)), 4))
     assert resumed == full[5:]
-
-
-def test_mix_weights_by_hand():
-    w = mix_weights([2, 8], [1.0, 1.0])
-    assert torch.allclose(w, torch.tensor([0.25] * 2 + [0.0625] * 8, dtype=torch.float64))
-    assert mix_weights([5], [3.0]) is None
-    draws = StepBatchSampler(10, 10, seed=0, weights=w).epoch_order(0)
-    assert draws.numel() == 10
 
 
 def test_too_small_dataset_is_an_error():

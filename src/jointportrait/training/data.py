@@ -1,8 +1,10 @@
 """Training data: the studio + wild mix and a resumable, rank-aware sampler (paper Sec. 5.1).
 
+The mix itself is :class:`jointportrait.data.datasets.MixedDataset` (item ``i``
+comes from source ``k`` with probability ``w_k / sum(w)``).
+
 The data order is a pure function of ``(seed, micro-batch number)``: epoch
-``e`` draws its order from a generator seeded with ``seed + e`` (a permutation
-for one source, a weighted draw for a mix), and micro-batch ``m`` of process
+``e`` permutes the items with a generator seeded with ``seed + e``, and micro-batch ``m`` of process
 ``r`` takes the ``r``-th slice of the ``m``-th global batch. Resuming therefore
 needs only the micro-batch counter (``TrainState.micro_batches``), and every
 process sees a disjoint part of each global batch, as with a
@@ -11,10 +13,10 @@ process sees a disjoint part of each global batch, as with a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import torch
-from torch.utils.data import ConcatDataset, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
 from jointportrait.errors import InputError
 from jointportrait.training.config import DatasetSource
@@ -23,25 +25,20 @@ from jointportrait.training.config import DatasetSource
 class StepBatchSampler(Sampler[list[int]]):
     """Infinite batch sampler: index lists of ``batch_size`` for process ``rank`` of ``num_replicas``.
 
-    ``weights`` (one per item, optional) makes every epoch a weighted draw with
-    replacement instead of a permutation; ``start`` skips that many micro-batches.
+    ``start`` skips that many micro-batches (the data position of a resumed run).
     """
 
     def __init__(self, num_items: int, batch_size: int, seed: int, rank: int = 0, num_replicas: int = 1,
-                 start: int = 0, weights: torch.Tensor | None = None) -> None:
+                 start: int = 0) -> None:
         global_batch = batch_size * num_replicas
         if num_items < global_batch:
             raise InputError(f"the dataset has {num_items} items, fewer than one global batch ({global_batch})")
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
         self.rank, self.num_replicas, self.start = rank, num_replicas, start
-        self.weights = weights
         self.batches_per_epoch = num_items // global_batch  # drop_last: every process gets full batches
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.seed + epoch)
-        if self.weights is None:
-            return torch.randperm(self.num_items, generator=generator)
-        return torch.multinomial(self.weights, self.num_items, replacement=True, generator=generator)
+        return torch.randperm(self.num_items, generator=torch.Generator().manual_seed(self.seed + epoch))
 
     def batch(self, micro_batch: int) -> list[int]:
         """Indices of micro-batch ``micro_batch`` (counted from the start of training) for this process."""
@@ -56,27 +53,18 @@ class StepBatchSampler(Sampler[list[int]]):
             micro_batch += 1
 
 
-def mix_weights(lengths: Sequence[int], weights: Sequence[float]) -> torch.Tensor | None:
-    """Per-item sampling weights so that source ``i`` is drawn with probability ``weights[i] / sum``.
+def build_datasets(sources: list[DatasetSource], resolution: int, split: str, seed: int = 0,
+                   train: bool = True) -> Dataset:
+    """The contract folders of ``sources`` as one dataset; several sources become a weighted mix.
 
-    ``None`` when there is one source (a plain permutation is used).
+    Training crops at random (fixed per item and seed); validation takes the centre.
     """
-    if len(lengths) == 1:
-        return None
-    total = float(sum(weights))
-    return torch.cat([torch.full((n,), w / total / n, dtype=torch.float64) for n, w in zip(lengths, weights)])
-
-
-def build_datasets(sources: list[DatasetSource], resolution: int, split: str) -> tuple[Dataset, torch.Tensor | None]:
-    """The datasets of ``sources`` (contract folders) concatenated, and the per-item mix weights."""
-    from jointportrait.data.datasets import FrameDataset
+    from jointportrait.data.datasets import FrameDataset, MixedDataset
 
     if not sources:
         raise InputError("data.root: no dataset given (set data.root or data.datasets)")
-    parts = []
-    for src in sources:
-        parts.append(FrameDataset(src.root, size=resolution, split=split, source=src.source))
-        if len(parts[-1]) == 0:
-            raise InputError(f"{src.root}: no '{split}' records" + (f" with source {src.source!r}" if src.source else ""))
-    dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-    return dataset, mix_weights([len(p) for p in parts], [s.weight for s in sources])
+    parts = [FrameDataset(src.root, size=resolution, split=split, source=src.source, random_crop=train, seed=seed)
+             for src in sources]
+    if len(parts) == 1:
+        return parts[0]
+    return MixedDataset([(p, src.weight) for p, src in zip(parts, sources)], seed=seed)

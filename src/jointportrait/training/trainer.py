@@ -152,18 +152,17 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
 
     # 2. Data: the data position is the micro-batch counter
     if dataset is None:
-        dataset, mix = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.split)
-    else:
-        mix = None
+        dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.split, cfg.train.seed)
     if val_dataset is None and cfg.validation.every > 0:
         try:
-            val_dataset, _ = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.val_split)
+            val_dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.val_split,
+                                         cfg.validation.seed, train=False)
         except JointPortraitError:
             logger.warning("no '%s' split; validating on training samples", cfg.data.val_split)
             val_dataset = dataset
     accum = cfg.train.gradient_accumulation_steps
     sampler = StepBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, rank=accelerator.process_index,
-                               num_replicas=accelerator.num_processes, start=state.micro_batches, weights=mix)
+                               num_replicas=accelerator.num_processes, start=state.micro_batches)
     loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
                              persistent_workers=cfg.data.num_workers > 0))
     mask_sampler = None
