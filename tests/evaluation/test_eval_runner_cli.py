@@ -30,7 +30,9 @@ def depth_folders(tmp_path):
         m[2:14, 2:14] = 255
         p = (0.2 * g + 0.1 + rng.normal(0, 0.01 * i, g.shape)).astype(np.float32)
         np.save(gt / f"im{i}.npy", g)
-        np.save(pred / f"im{i}_depth.npy", p)  # what estimate-depth writes
+        np.save(pred / f"im{i}_depth.npy", p)  # what estimate-depth writes, with its PNG previews
+        Image.fromarray((p * 1000).astype(np.uint16)).save(pred / f"im{i}_depth.png")
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(pred / f"im{i}_depth_color.png")
         Image.fromarray(m).save(mask / f"im{i}.png")
     return pred, gt, mask
 
