@@ -48,7 +48,7 @@ def test_estimate_depth_ensemble_at_input_size_and_deterministic(pipe, photo):
     a = estimate_depth(pipe, photo, num_inference_steps=2, ensemble_size=2, generator=_gen(), processing_resolution=40)
     b = estimate_depth(pipe, photo, num_inference_steps=2, ensemble_size=2, generator=_gen(), processing_resolution=40)
     assert a.depth.shape == a.uncertainty.shape == (37, 53)
-    assert a.depth.dtype == np.float32 and 0.0 <= a.depth.min() and a.depth.max() <= 1.0
+    assert a.depth.dtype == np.float32 and a.depth.min() >= 0.0 and a.depth.max() <= 1.0
     assert a.members.shape == (2, 32, 40)  # 37 x 53 -> 28 x 40 -> rounded to multiples of 8
     np.testing.assert_array_equal(a.depth, b.depth)
     assert (a.uncertainty >= 0).all()
