@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="small", choices=tuple(SIZES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv if argv is not None else [])
     ours, marigold, res = build(args.size, args.device)
     image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (res, res, 3), dtype=np.uint8))
@@ -90,8 +90,16 @@ def main(argv: list[str] | None = None) -> None:
                 torch.cuda.synchronize()
         return wrapped
 
-    times = {name: [timeit(sync(make(n)), repeats=args.repeats) for n in STEPS]
-             for name, make in (("ours", run_ours), ("marigold", run_marigold))}
+    # interleaved: every repeat times all four configurations back to back, so load from other
+    # processes on a shared machine falls on both pipelines alike; medians over repeats
+    runs = {(name, n): sync(make(n)) for name, make in (("ours", run_ours), ("marigold", run_marigold)) for n in STEPS}
+    samples = {key: [] for key in runs}
+    for fn in runs.values():
+        fn()  # warm-up
+    for _ in range(args.repeats):
+        for key, fn in runs.items():
+            samples[key].append(timeit(fn, repeats=1, warmup=0))
+    times = {name: [float(np.median(samples[(name, n)])) for n in STEPS] for name in ("ours", "marigold")}
     per_step = {name: (t[1] - t[0]) / (STEPS[1] - STEPS[0]) for name, t in times.items()}
     fixed = {name: t[0] - STEPS[0] * per_step[name] for name, t in times.items()}
     ratio = per_step["ours"] / per_step["marigold"]
