@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "edit": ("edit", "regenerate a photo inside a mask to follow an edited depth"),
     "relight": ("relight", "photo + depth -> normals, diffuse shading and a relit photo"),
     "export": ("export", "photo + depth -> coloured point cloud or mesh (PLY, OBJ, GLB)"),
+    "evaluate": ("evaluate", "depth / image / video metrics of the paper's Tables 1-3 over folders"),
     "demo": ("demo", "the end-to-end showcase on an embedded default"),
 }
 
