@@ -6,19 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from jointportrait.evaluation.depth_metrics import _fit_scale_shift, align_prediction, depth_metrics
-from jointportrait.evaluation.normal_metrics import normal_metrics, normals_from_depth
-
-
-def test_fit_scale_shift_matches_normal_equations_by_hand():
-    # n=3, sum x=3, sum y=7, sum xy=10, sum x^2=5 -> s=(30-21)/(15-9)=1.5, t=(7-4.5)/3
-    s, t = _fit_scale_shift(np.array([0.0, 1.0, 2.0]), np.array([1.0, 2.0, 4.0]))
-    assert s == pytest.approx(1.5)
-    assert t == pytest.approx(2.5 / 3.0)
-
-
-def test_fit_scale_shift_constant_input_gives_mean():
-    assert _fit_scale_shift(np.ones(4), np.array([1.0, 2.0, 3.0, 6.0])) == (0.0, pytest.approx(3.0))
+from jointportrait.evaluation.depth_metrics import align_prediction, depth_metrics
+from jointportrait.evaluation.normal_metrics import normal_metrics
 
 
 def test_no_alignment_by_hand():
@@ -33,6 +22,7 @@ def test_no_alignment_by_hand():
 def test_depth_alignment_by_hand():
     pred = np.array([[0.0, 1.0, 2.0]])
     gt = np.array([[1.0, 2.0, 4.0]])
+    # normal equations: n=3, sum x=3, sum y=7, sum xy=10, sum x^2=5 -> s=(30-21)/(15-9)=1.5, t=(7-4.5)/3=5/6
     # aligned = 1.5 x + 5/6 = [5/6, 7/3, 23/6]; errors [1/6, 1/3, 1/6]
     m = depth_metrics(pred, gt)
     assert m["abs_rel"] == pytest.approx((1 / 6 + 1 / 6 + 1 / 24) / 3)
@@ -117,18 +107,7 @@ def _plane_depth(normal, offset, h=12, w=16, f=20.0):
     return offset / (rays @ np.asarray(normal, float)), k
 
 
-def test_normals_of_planes():
-    d, k = _plane_depth([0.0, 0.0, -1.0], -2.0)
-    n, ok = normals_from_depth(d, intrinsics=k)
-    assert ok.sum() == (12 - 2) * (16 - 2)
-    np.testing.assert_allclose(n[ok], np.tile([0.0, 0.0, -1.0], (ok.sum(), 1)), atol=1e-12)
-    normal = np.array([0.3, -0.2, -1.0])
-    d, k = _plane_depth(normal, -2.0)
-    n, ok = normals_from_depth(d, intrinsics=k)
-    np.testing.assert_allclose(n[ok], np.tile(normal / np.linalg.norm(normal), (ok.sum(), 1)), atol=1e-9)
-
-
-def test_normal_metrics_angle_between_planes():
+def test_normal_metrics_angle_between_planes_and_mask():
     gt, k = _plane_depth([0.0, 0.0, -1.0], -2.0)
     tilt = np.radians(20.0)  # a plane tilted by 20 degrees about the y axis
     pred, _ = _plane_depth([np.sin(tilt), 0.0, -np.cos(tilt)], -2.0)
@@ -139,3 +118,9 @@ def test_normal_metrics_angle_between_planes():
     assert m["normal_within_22.5"] == 100.0
     same = normal_metrics(gt, gt, alignment="none", intrinsics=k)
     assert same["normal_mean"] == pytest.approx(0.0, abs=1e-6)
+    mask = np.zeros_like(gt)
+    mask[4:8, 4:10] = 1
+    masked = normal_metrics(pred, gt, mask, alignment="none", intrinsics=k)
+    assert masked["normal_median"] == pytest.approx(20.0, abs=1e-9)
+    with pytest.raises(ValueError, match="no pixel has a valid normal"):
+        normal_metrics(pred, gt, np.eye(12, 16), alignment="none", intrinsics=k)

@@ -70,6 +70,17 @@ def test_frechet_distance_against_scipy_sqrtm():
     assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-8)
 
 
+def test_frechet_distance_with_fewer_samples_than_dimensions():
+    rng = np.random.default_rng(3)
+    f1, f2 = rng.normal(0, 1, (5, 12)), rng.normal(0.3, 1.5, (7, 12))
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real  # singular product: compare loosely
+    expected = np.sum((f1.mean(0) - f2.mean(0)) ** 2) + np.trace(s1 + s2 - 2 * covmean)
+    fast = frechet_distance_from_features(f1, f2)
+    assert fast == pytest.approx(expected, rel=1e-4)
+    assert fast == pytest.approx(frechet_distance(f1.mean(0), s1, f2.mean(0), s2), rel=1e-8)
+
+
 def test_frechet_distance_one_dimension_by_hand():
     # 1-D Gaussians: (m1 - m2)^2 + (s1 - s2)^2 with standard deviations s_i
     assert frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4.0 + 1.0)
@@ -136,9 +147,9 @@ def test_image_metrics_with_and_without_lpips():
 
 def test_inception_features_and_weights_round_trip(tmp_path):
     torch.manual_seed(0)
-    model = FIDInceptionV3()
+    model = FIDInceptionV3(resize_input=False)
     assert model.label == RANDOM_FEATURES_LABEL
-    x = torch.rand(2, 3, 48, 48)
+    x = torch.rand(2, 3, 75, 75)  # the smallest input the network takes (299 x 299 in real use)
     feats = model(x)
     assert feats.shape == (2, 2048)
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
@@ -146,4 +157,5 @@ def test_inception_features_and_weights_round_trip(tmp_path):
     torch.save(state, tmp_path / "pt_inception.pth")
     loaded = FIDInceptionV3.from_file(tmp_path / "pt_inception.pth")
     assert loaded.label == "FID"
+    loaded.resize_input = False
     torch.testing.assert_close(loaded(x), feats)

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from jointportrait.cli.main import main
+from jointportrait.evaluation import i3d, inception
 from jointportrait.evaluation.depth_metrics import depth_metrics
 from jointportrait.evaluation.i3d import InceptionI3d
 from jointportrait.evaluation.lpips import LPIPS
@@ -30,7 +31,9 @@ def depth_folders(tmp_path):
         m[2:14, 2:14] = 255
         p = (0.2 * g + 0.1 + rng.normal(0, 0.01 * i, g.shape)).astype(np.float32)
         np.save(gt / f"im{i}.npy", g)
-        np.save(pred / f"im{i}_depth.npy", p)  # what estimate-depth writes
+        np.save(pred / f"im{i}_depth.npy", p)  # what estimate-depth writes, with its PNG previews
+        Image.fromarray((p * 1000).astype(np.uint16)).save(pred / f"im{i}_depth.png")
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(pred / f"im{i}_depth_color.png")
         Image.fromarray(m).save(mask / f"im{i}.png")
     return pred, gt, mask
 
@@ -93,7 +96,8 @@ def test_evaluate_image_cli_by_hand(tmp_path, capsys):
     assert "| Method | L1↓ | SSIM↑ |" in printed and "LPIPS omitted" in printed and "FID omitted" in printed
 
 
-def test_evaluate_image_with_weights_and_random_feature_fid(tmp_path):
+def test_evaluate_image_with_weights_and_random_feature_fid(tmp_path, monkeypatch):
+    monkeypatch.setattr(inception, "FID_INPUT_SIZE", 75)  # the smallest input InceptionV3 takes: keeps the test fast
     rng = np.random.default_rng(0)
     _write_images(tmp_path / "gt", {f"s{i}": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for i in range(2)})
     _write_images(tmp_path / "pred", {f"s{i}": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for i in range(2)})
@@ -106,7 +110,8 @@ def test_evaluate_image_with_weights_and_random_feature_fid(tmp_path):
     assert "not comparable" in markdown_table("image", [("x", result.mean)], result.labels)
 
 
-def test_evaluate_video_cli_with_fvd(tmp_path, capsys):
+def test_evaluate_video_cli_with_fvd(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(i3d, "I3D_INPUT_SIZE", 32)  # keeps the test fast
     rng = np.random.default_rng(0)
     for side in ("pred", "gt"):
         (tmp_path / side).mkdir()

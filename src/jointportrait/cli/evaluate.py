@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--method", default=None, help="row name in the printed table (default: --pred's name)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--device", default="cpu", help="torch device for the metric networks (cpu, cuda, ...)")
     depth = parser.add_argument_group("depth")
     depth.add_argument("--mask", type=Path, default=None, help="folder of evaluation masks <name>.png (skin region)")
     depth.add_argument("--alignment", choices=("depth", "disparity", "none"), default="depth",
@@ -41,12 +42,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="video: folder of identity reference images <clip>.png (default: ground-truth frames)")
 
 
+def _device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device: unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device: CUDA was asked for but no GPU is available")
+    return device
+
+
 def run(args: argparse.Namespace) -> int:
     from jointportrait.evaluation import runner
     from jointportrait.evaluation.tables import markdown_table
     from jointportrait.io import check_writable
 
     out = check_writable(args.out, args.overwrite)
+    device = _device(args.device)
     if args.task != "depth" and args.mask is not None:
         raise InputError("--mask applies to depth evaluation only")
     if args.task == "depth":
@@ -54,10 +68,10 @@ def run(args: argparse.Namespace) -> int:
                                        pred_kind=args.pred_kind, normals=not args.no_normals, progress=True)
     elif args.task == "image":
         result = runner.evaluate_image(args.pred, args.gt, args.lpips_weights, args.lpips_net,
-                                       args.inception_weights, progress=True)
+                                       args.inception_weights, device=device, progress=True)
     else:
         result = runner.evaluate_video(args.pred, args.gt, args.lpips_weights, args.lpips_net, args.i3d_weights,
-                                       args.identity_model, args.reference, progress=True)
+                                       args.identity_model, args.reference, device=device, progress=True)
     method = args.method or args.pred.resolve().name
     report = {"method": method, "pred": str(args.pred), "gt": str(args.gt), **result.to_json()}
     if args.task == "depth":

@@ -9,7 +9,7 @@ defined in this package and load those weights from local files.
 from jointportrait.evaluation.depth_metrics import align_prediction, depth_metrics
 from jointportrait.evaluation.fid import feature_statistics, frechet_distance, frechet_distance_from_features
 from jointportrait.evaluation.image_metrics import image_metrics, l1_error
-from jointportrait.evaluation.normal_metrics import normal_metrics, normals_from_depth
+from jointportrait.evaluation.normal_metrics import normal_metrics
 from jointportrait.evaluation.ssim import ssim
 
 __all__ = [
@@ -21,6 +21,5 @@ __all__ = [
     "image_metrics",
     "l1_error",
     "normal_metrics",
-    "normals_from_depth",
     "ssim",
 ]

@@ -8,7 +8,8 @@ Conventions (also in docs/EVALUATION.md):
   ground truth (finite, > 0) AND a finite prediction.
 * The prediction is affine-invariant (the model outputs relative depth in
   [0, 1], larger = farther), so before measuring it is aligned to the ground
-  truth by least squares over ``M``:
+  truth by least squares over ``M`` (closed-form normal equations,
+  :func:`jointportrait.alignment.align_scale_shift`):
 
   - ``alignment="depth"`` (default): ``a = s p + t`` with
     ``(s, t) = argmin sum_M (s p + t - g)^2``.
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from jointportrait.alignment import align_scale_shift
 from jointportrait.evaluation._arrays import as_map
 
 ALIGNMENTS = ("depth", "disparity", "none")
@@ -39,27 +41,6 @@ PRED_KINDS = ("depth", "disparity")
 DELTA1_THRESHOLD = 1.25
 DISPARITY_FAR_FACTOR = 10.0
 PRED_FLOOR = 1e-3
-
-
-def _fit_scale_shift(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``(s, t) = argmin sum (s x + t - y)^2`` for 1-D ``x``, ``y`` of equal length.
-
-    Closed form from the normal equations::
-
-        [sum x^2  sum x] [s]   [sum x y]
-        [sum x    n    ] [t] = [sum y  ]
-
-        s = (n sum xy - sum x sum y) / (n sum x^2 - (sum x)^2),   t = (sum y - s sum x) / n
-
-    computed on centred values for accuracy (``s = cov(x, y) / var(x)``,
-    ``t = mean(y) - s mean(x)``). A constant ``x`` has no scale: ``s = 0`` and
-    ``t = mean(y)``.
-    """
-    x_mean, y_mean = x.mean(), y.mean()
-    xc = x - x_mean
-    var = float(np.dot(xc, xc))
-    s = float(np.dot(xc, y - y_mean)) / var if var > 0 else 0.0
-    return s, float(y_mean - s * x_mean)
 
 
 def evaluation_mask(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -98,17 +79,16 @@ def align_prediction(
     elif alignment == "depth":
         if pred_kind == "disparity":
             raise ValueError("alignment='depth' needs a depth prediction; use alignment='disparity'")
-        s, t = _fit_scale_shift(p[m], g[m])
-        aligned[m] = s * p[m] + t
+        aligned[m] = align_scale_shift(p, g, m)[0][m]
     else:
+        q = p
         if pred_kind == "depth":
             floor = PRED_FLOOR * max(float(np.abs(p[m]).max()), np.finfo(np.float64).tiny)
-            q = 1.0 / np.maximum(p[m], floor)
-        else:
-            q = p[m]
-        s, t = _fit_scale_shift(q, 1.0 / g[m])
+            q = 1.0 / np.maximum(p, floor)
+        inverse_gt = np.divide(1.0, g, out=np.full_like(g, np.nan), where=m)
+        fitted = align_scale_shift(q, inverse_gt, m)[0]
         disparity_floor = 1.0 / (DISPARITY_FAR_FACTOR * float(g[m].max()))
-        aligned[m] = 1.0 / np.maximum(s * q + t, disparity_floor)
+        aligned[m] = 1.0 / np.maximum(fitted[m], disparity_floor)
     return aligned, m
 
 

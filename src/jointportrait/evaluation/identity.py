@@ -58,4 +58,4 @@ class IdentityEncoder:
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         x = F.interpolate(images.float(), size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
         x = (x * 255.0 - 127.5) / 127.5  # (B, 3, h, w)
-        return np.asarray(self.session.run(None, {self.input_name: x.numpy().astype(np.float32)})[0])
+        return np.asarray(self.session.run(None, {self.input_name: x.cpu().numpy().astype(np.float32)})[0])

@@ -149,7 +149,7 @@ class LPIPS(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        total = torch.zeros(x.shape[0], device=x.device)
+        total = torch.zeros(x.shape[0], device=x.device)  # (B,)
         for k, (fx, fy) in enumerate(zip(self.features(x), self.features(y))):
             nx = fx / (fx.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)  # (B, C_k, H_k, W_k)
             ny = fy / (fy.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)

@@ -60,11 +60,19 @@ def _folder(path: Path, what: str) -> Path:
     return path
 
 
-def _by_stem(folder: Path, suffixes: tuple[str, ...], strip: tuple[str, ...] = ()) -> dict[str, Path]:
+def _by_stem(folder: Path, suffixes: tuple[str, ...], strip: tuple[str, ...] = (),
+             first_suffix_only: bool = False) -> dict[str, Path]:
+    """Files of ``folder`` with one of ``suffixes``, keyed by stem (minus a ``strip`` ending).
+
+    ``first_suffix_only``: use only the first suffix (in ``suffixes`` order) that
+    any file has, e.g. the ``.npy`` depth of a folder that also holds PNG previews.
+    """
+    files = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in suffixes]
+    if first_suffix_only and files:
+        chosen = next(s for s in suffixes if any(p.suffix.lower() == s for p in files))
+        files = [p for p in files if p.suffix.lower() == chosen]
     out: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if not p.is_file() or p.suffix.lower() not in suffixes:
-            continue
+    for p in files:
         stem = p.stem
         for s in strip:
             stem = stem[: -len(s)] if stem.endswith(s) else stem
@@ -103,7 +111,7 @@ def evaluate_depth(pred_dir: Path, gt_dir: Path, mask_dir: Path | None = None, a
                    pred_kind: str = "depth", normals: bool = True, progress: bool = False) -> EvaluationResult:
     """Table 1 over folders: AbsRel, delta1, RMSE (and normal errors) per image, then the mean."""
     pred_dir, gt_dir = _folder(pred_dir, "depth predictions"), _folder(gt_dir, "ground-truth depth (.npy)")
-    preds = _by_stem(pred_dir, DEPTH_SUFFIXES, PRED_SUFFIX_STRIP)
+    preds = _by_stem(pred_dir, DEPTH_SUFFIXES, PRED_SUFFIX_STRIP, first_suffix_only=True)
     gts = _by_stem(gt_dir, (".npy",))
     names = match_pairs(preds, gts, pred_dir, gt_dir)
     masks = _by_stem(_folder(mask_dir, "mask PNGs"), (".png",)) if mask_dir is not None else {}
@@ -132,13 +140,13 @@ def evaluate_depth(pred_dir: Path, gt_dir: Path, mask_dir: Path | None = None, a
     return EvaluationResult("depth", rows, _mean(rows), notes=notes)
 
 
-def _image_tensor(path: Path) -> torch.Tensor:
-    return to_image_tensor(np.asarray(load_image(path)))  # (1, 3, H, W) in [0, 1]
+def _image_tensor(path: Path, device: torch.device | str = "cpu") -> torch.Tensor:
+    return to_image_tensor(np.asarray(load_image(path))).to(device)  # (1, 3, H, W) in [0, 1]
 
 
 def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = None, lpips_net: str = "alex",
                    inception_weights: Path | None = None, random_inception_seed: int | None = None,
-                   progress: bool = False) -> EvaluationResult:
+                   device: torch.device | str = "cpu", progress: bool = False) -> EvaluationResult:
     """Table 2 over folders: L1, SSIM (and LPIPS) per image, FID over the set (with Inception weights).
 
     ``random_inception_seed`` (no weights needed, for demos and smoke tests)
@@ -150,11 +158,12 @@ def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
     pred_dir, gt_dir = _folder(pred_dir, "predicted images"), _folder(gt_dir, "ground-truth images")
     preds, gts = _by_stem(pred_dir, IMAGE_SUFFIXES), _by_stem(gt_dir, IMAGE_SUFFIXES)
     names = match_pairs(preds, gts, pred_dir, gt_dir)
-    lpips_model = LPIPS.from_file(lpips_weights, net=lpips_net) if lpips_weights is not None else None
+    lpips_model = LPIPS.from_file(lpips_weights, net=lpips_net).to(device) if lpips_weights is not None else None
     inception = FIDInceptionV3.from_file(inception_weights) if inception_weights is not None else None
     if inception is None and random_inception_seed is not None:
         torch.manual_seed(random_inception_seed)
         inception = FIDInceptionV3()
+    inception = inception.to(device) if inception is not None else None
     notes = []
     if lpips_model is None:
         notes.append("LPIPS omitted: no --lpips-weights given")
@@ -162,7 +171,7 @@ def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
         notes.append("FID omitted: no --inception-weights given")
     rows, pred_feats, gt_feats = [], [], []
     for name in tqdm(names, desc="image", disable=not progress):
-        x, y = _image_tensor(preds[name]), _image_tensor(gts[name])
+        x, y = _image_tensor(preds[name], device), _image_tensor(gts[name], device)
         if x.shape != y.shape:
             raise InputError(f"{preds[name]}: size {tuple(x.shape[-2:])} differs from the ground truth's "
                              f"{tuple(y.shape[-2:])}")
@@ -171,8 +180,8 @@ def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
         except ValueError as exc:
             raise InputError(f"{preds[name]}: {exc}") from None
         if inception is not None:
-            pred_feats.append(inception(x).numpy())  # (1, 2048)
-            gt_feats.append(inception(y).numpy())
+            pred_feats.append(inception(x).cpu().numpy())  # (1, 2048)
+            gt_feats.append(inception(y).cpu().numpy())
     mean, labels = _mean(rows), {}
     if inception is not None:
         if len(names) < 2:
@@ -184,16 +193,17 @@ def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
     return EvaluationResult("image", rows, mean, labels=labels, notes=notes)
 
 
-def _clip_frames(folder: Path) -> torch.Tensor:
+def _clip_frames(folder: Path, device: torch.device | str = "cpu") -> torch.Tensor:
     files = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise InputError(f"{folder}: clip folder holds no frames")
-    return torch.cat([_image_tensor(p) for p in files])  # (T, 3, H, W)
+    return torch.cat([_image_tensor(p, device) for p in files])  # (T, 3, H, W)
 
 
 def evaluate_video(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = None, lpips_net: str = "alex",
                    i3d_weights: Path | None = None, identity_model: Path | None = None,
-                   reference_dir: Path | None = None, progress: bool = False) -> EvaluationResult:
+                   reference_dir: Path | None = None, device: torch.device | str = "cpu",
+                   progress: bool = False) -> EvaluationResult:
     """Table 3 over clip folders: per-frame L1/SSIM/LPIPS, FVD (I3D weights), identity similarity (ONNX)."""
     from jointportrait.evaluation.i3d import InceptionI3d
     from jointportrait.evaluation.identity import IdentityEncoder
@@ -204,8 +214,8 @@ def evaluate_video(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
     preds = {p.name: p for p in sorted(pred_dir.iterdir()) if p.is_dir()}
     gts = {p.name: p for p in sorted(gt_dir.iterdir()) if p.is_dir()}
     names = match_pairs(preds, gts, pred_dir, gt_dir)
-    lpips_model = LPIPS.from_file(lpips_weights, net=lpips_net) if lpips_weights is not None else None
-    i3d = InceptionI3d.from_file(i3d_weights) if i3d_weights is not None else None
+    lpips_model = LPIPS.from_file(lpips_weights, net=lpips_net).to(device) if lpips_weights is not None else None
+    i3d = InceptionI3d.from_file(i3d_weights).to(device) if i3d_weights is not None else None
     encoder = IdentityEncoder(identity_model) if identity_model is not None else None
     refs = _by_stem(_folder(reference_dir, "reference images"), IMAGE_SUFFIXES) if reference_dir else {}
     notes = [n for n, missing in (("LPIPS omitted: no --lpips-weights given", lpips_model is None),
@@ -213,19 +223,19 @@ def evaluate_video(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
                                   ("ID similarity omitted: no --identity-model given", encoder is None)) if missing]
     rows, pred_feats, gt_feats = [], [], []
     for name in tqdm(names, desc="video", disable=not progress):
-        x, y = _clip_frames(preds[name]), _clip_frames(gts[name])
+        x, y = _clip_frames(preds[name], device), _clip_frames(gts[name], device)
         if x.shape != y.shape:
             raise InputError(f"{preds[name]}: frames {tuple(x.shape)} differ from the ground truth's {tuple(y.shape)}")
         row = {"name": name, **clip_frame_metrics(x, y, lpips_model)}
         if encoder is not None:
             if reference_dir is not None and name not in refs:
                 raise MissingPathError(f"{reference_dir}: no reference image for clip {name!r}")
-            ref = _image_tensor(refs[name]) if reference_dir is not None else y
+            ref = _image_tensor(refs[name], device) if reference_dir is not None else y
             row["id_similarity"] = clip_identity_similarity(encoder, x, ref)
         rows.append(row)
         if i3d is not None:
-            pred_feats.append(i3d(x.permute(1, 0, 2, 3)[None]).numpy())  # (1, 3, T, H, W) -> (1, 400)
-            gt_feats.append(i3d(y.permute(1, 0, 2, 3)[None]).numpy())
+            pred_feats.append(i3d(x.permute(1, 0, 2, 3)[None]).cpu().numpy())  # (1, 3, T, H, W) -> (1, 400)
+            gt_feats.append(i3d(y.permute(1, 0, 2, 3)[None]).cpu().numpy())
     mean = _mean(rows)
     if i3d is not None:
         if len(names) < 2:
