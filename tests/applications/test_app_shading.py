@@ -57,7 +57,7 @@ def test_sh_irradiance_matches_closed_form_integral():
     coeffs[0], coeffs[2] = 1.0 / Y00, 1.0 / Y1
     normals = np.array([[_unit(0, 0, 1), _unit(1, 1, 0), _unit(0.2, -0.5, -0.7), _unit(0, 0, -1)]])
     expected = math.pi + 2.0 * math.pi / 3.0 * normals[0, :, 2]
-    np.testing.assert_all_close(sh_shading(normals, coeffs)[0], expected, rtol=1e-5)
+    np.testing.assert_allclose(sh_shading(normals, coeffs)[0], expected, rtol=1e-5)
 
 
 def test_coloured_sh_and_fit_recovers_lighting():
