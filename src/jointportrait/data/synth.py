@@ -99,9 +99,10 @@ class FrameParams:
     extras: dict = field(default_factory=dict)
 
 
-def _srgb_to_linear(c: np.ndarray | torch.Tensor):
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4) if isinstance(c, np.ndarray) else \
-        torch.where(c <= 0.04045, c / 12.92, ((c.clamp_min(0) + 0.055) / 1.055) ** 2.4)
+def _srgb_to_linear(c: np.ndarray) -> torch.Tensor:
+    """sRGB in [0, 1] (array) -> linear RGB float32 tensor."""
+    c = torch.from_numpy(np.clip(np.asarray(c, dtype=np.float64), 0.0, 1.0))
+    return torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).float()
 
 
 def _linear_to_srgb(c: torch.Tensor) -> torch.Tensor:
@@ -233,11 +234,11 @@ class VertexColors:
         albedo[region == 2] = [0.35, 0.12, 0.12]  # mouth interior
         albedo[np.isin(region, (3, 4))] *= [0.92, 0.85, 0.85]  # eye sockets, slightly pinker
         albedo[np.isin(region, (5, 6))] = [0.85, 0.82, 0.78]  # sclera
-        self.vertex = torch.from_numpy(_srgb_to_linear(np.clip(albedo, 0, 1))).float()  # (V, 3)
+        self.vertex = _srgb_to_linear(albedo)  # (V, 3)
         names = model.material_names
         tri_color = torch.zeros(model.triangles.shape[0], 3)
         override = torch.zeros(model.triangles.shape[0], dtype=torch.bool)
-        iris = torch.from_numpy(_srgb_to_linear(np.clip(subject.iris, 0, 1))).float()
+        iris = _srgb_to_linear(subject.iris)
         pupil = torch.tensor([0.01, 0.01, 0.012])
         centroids = neutral[model.triangles].mean(1)  # (F, 3)
         for iris_name, sclera_name, region in (("M_IrisLeft", "M_ScleraLeft", 5), ("M_IrisRight", "M_ScleraRight", 6)):
@@ -300,8 +301,7 @@ def _background(params: np.ndarray, size: int) -> torch.Tensor:
     noise = rng.normal(size=(4, 4, 3))
     noise = np.asarray(Image.fromarray(((np.tanh(noise) + 1) * 127.5).astype(np.uint8)).resize(
         (size, size), Image.BICUBIC), dtype=np.float64) / 127.5 - 1.0
-    img = np.clip(img + extra[0] * noise, 0, 1)
-    return _srgb_to_linear(torch.from_numpy(img).float())
+    return _srgb_to_linear(img + extra[0] * noise)
 
 
 @dataclass
