@@ -120,6 +120,11 @@ def test_batch_items_are_independent():
     single = rasterize(batch[1:], tris, PerspectiveCamera(intrinsics_matrix(12.0, 12.0, 7.5, 7.5)), 16, 16)
     torch.testing.assert_close(frags.depth[1:], single.depth)
     assert not torch.equal(frags.mask[0], frags.mask[1])
+    # one camera and one attribute set serve the whole batch
+    shared = rasterize(batch, tris, PerspectiveCamera(intrinsics_matrix(12.0, 12.0, 7.5, 7.5)), 16, 16)
+    torch.testing.assert_close(shared.depth, frags.depth)
+    ones = interpolate(torch.ones(1, 4, 2), shared)
+    torch.testing.assert_close(ones[..., 0], shared.mask.float())
 
 
 def _embree_depth(vertices: np.ndarray, triangles: np.ndarray, K: np.ndarray, size: int):

@@ -7,9 +7,8 @@ Two passes, both vectorised, CPU or GPU alike:
    each row gets the span of pixel centres between the triangle's edges, and
    the spans are expanded into candidate pixels (chunked to bound memory). A
    pixel centre is inside when all three screen-space barycentrics are
-   >= -1e-5 (shared edges leave no holes), its
-   depth comes from the perspective-correct interpolation of 1/z, and a
-   z-buffer keeps the nearest triangle with one ``scatter_reduce(amin)`` over
+   >= -1e-5 (shared edges leave no holes), its depth comes from 1/z, which is
+   affine in screen space (perspective-correct), and a z-buffer keeps the nearest triangle with one ``scatter_reduce(amin)`` over
    the key ``float_bits(z) << 32 | triangle`` (float bits of a positive float
    order like the float, so the key sorts by depth first).
 2. Shading (differentiable). For each covered pixel, the ray through its
@@ -272,12 +271,15 @@ def rasterize(
 
 
 def interpolate(attributes: torch.Tensor, fragments: Fragments) -> torch.Tensor:
-    """Barycentric interpolation of vertex attributes ``(B, V, C)`` -> ``(B, H, W, C)`` (0 on background).
+    """Barycentric interpolation of vertex attributes ``(B, V, C)`` (or ``(1, V, C)``, shared by the batch)
+    -> ``(B, H, W, C)`` (0 on background).
 
     Differentiable with respect to ``attributes`` and, through the fragments'
     barycentrics, to the vertices that were rasterised.
     """
     batch, height, width = fragments.shape
+    if attributes.shape[0] == 1 and batch > 1:
+        attributes = attributes.expand(batch, -1, -1)
     num_v, channels = attributes.shape[1], attributes.shape[2]
     corners = fragments.triangles.index_select(0, fragments.pixel_triangle)  # (P, 3)
     corners = corners + (fragments.pixel_batch * num_v)[:, None]
