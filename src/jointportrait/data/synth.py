@@ -24,7 +24,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +94,8 @@ class FrameParams:
     rotation_deg: np.ndarray  # (3,) yaw, pitch, roll
     translation: np.ndarray  # (3,) cm, model frame
     lighting: np.ndarray  # (9, 3) SH, camera frame
-    background: np.ndarray  # (3, 3): top colour, bottom colour, noise amplitude
+    background: np.ndarray  # (3, 3): top colour, bottom colour, (noise amplitude, noise seed, 0)
     fov_degrees: float
-    extras: dict = field(default_factory=dict)
 
 
 def _srgb_to_linear(c: np.ndarray) -> torch.Tensor:
