@@ -312,6 +312,7 @@ class RenderedFrame:
     normals: np.ndarray  # (S, S, 3) float32 camera-space unit normals (OpenCV axes), 0 outside
     K: np.ndarray
     world_to_camera: np.ndarray
+    landmarks: np.ndarray  # (68, 3): pixel u, v and camera-space z of the 68 landmark vertices
 
 
 def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: VertexColors, frame: FrameParams,
@@ -325,6 +326,7 @@ def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: Vert
     camera = PerspectiveCamera(torch.from_numpy(K).float()[None], torch.from_numpy(w2c).float()[None])
     cam_verts = camera.world_to_view(world)  # (1, V, 3)
     frags = rasterize(cam_verts, model.triangles, camera, size, size)
+    lm = model.landmarks(cam_verts)  # (1, 68, 3)
 
     big = size * SUPERSAMPLE
     K_big = K.copy()
@@ -353,6 +355,7 @@ def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: Vert
         normals=frags.normals[0].numpy().astype(np.float32),
         K=K,
         world_to_camera=w2c,
+        landmarks=torch.cat([camera.project(lm), lm[..., 2:]], -1)[0].numpy(),
     )
 
 
@@ -432,6 +435,8 @@ def write_dataset(out: Path, model: FaceModel, config: SynthConfig,
                     "rotation_matrix": rotation_matrix(*frame.rotation_deg),
                     "translation_cm": frame.translation,
                     "intrinsics": r.K,
+                    "landmarks_2d": r.landmarks[:, :2],
+                    "landmarks_depth": r.landmarks[:, 2],
                     "world_to_camera": r.world_to_camera,
                     "sh_lighting": frame.lighting,
                     "albedo": {k: v for k, v in asdict(subject).items() if k not in ("identity", "blotches")},
