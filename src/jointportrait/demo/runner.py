@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +143,8 @@ def run_demo(cfg: DemoConfig, say=logger.info) -> DemoResult:
     d2i = fit("depth_to_image", "depth_to_image", vae=str(vae))
 
     # 5. Evaluation on held-out subjects
+    if cfg.quick:
+        cfg = replace(cfg, inference_steps=2)
     with _Timer(timings, "evaluate on held-out subjects", say):
         metrics, figures = evaluate_demo(data, stage2 / "final", i2d / "final", d2i / "final", out, cfg)
     metrics["face_model"] = face.name

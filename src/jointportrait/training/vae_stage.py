@@ -70,7 +70,7 @@ class VAETrainingModule(torch.nn.Module):
 def tiny_vae(levels: int = 3, seed: int = 0, sample_size: int = 64) -> AutoencoderKL:
     """A small ``AutoencoderKL``: ``levels`` resolutions, so 2**(levels-1) downsampling (3 levels: 64 -> 16)."""
     torch.manual_seed(seed)
-    widths = (32, 64, 64, 64)[:levels]
+    widths = (16, 32, 64, 64)[:levels]
     return AutoencoderKL(
         in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * levels,
         up_block_types=("UpDecoderBlock2D",) * levels, block_out_channels=widths, layers_per_block=1,
