@@ -20,7 +20,12 @@ import torch
 
 from jointportrait.applications.ensemble import ensemble_depths
 from jointportrait.applications.resolution import plan_processing
-from jointportrait.applications.sampling import native_resolution, resolve_inpaint_mode, timestep_spacing
+from jointportrait.applications.sampling import (
+    decode_depths,
+    native_resolution,
+    resolve_inpaint_mode,
+    timestep_spacing,
+)
 
 
 @dataclass
@@ -74,9 +79,9 @@ def estimate_depth(
             depth_mask=1.0,
             inpaint_mode=resolve_inpaint_mode(pipe, inpaint_mode),
             generator=generator,
-            output_type="np",
+            output_type="latent",
         )
-    members = out.depths  # (N, h, w)
+    members = decode_depths(pipe, out.depths)  # (N, h, w)
     h, w = plan.scaled_hw
     merged = ensemble_depths(members[:, :h, :w])  # align over the image content, not the padding
     depth = np.clip(plan.array_to_input(merged.depth), 0.0, 1.0)

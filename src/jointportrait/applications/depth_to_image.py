@@ -13,7 +13,7 @@ import PIL.Image
 import torch
 
 from jointportrait.applications.resolution import plan_processing
-from jointportrait.applications.sampling import native_resolution, resolve_inpaint_mode
+from jointportrait.applications.sampling import decode_images, native_resolution, resolve_inpaint_mode
 
 
 @torch.no_grad()
@@ -54,5 +54,6 @@ def depth_to_image(
         depth_mask=0.0,
         inpaint_mode=resolve_inpaint_mode(pipe, inpaint_mode),
         generator=generator,
+        output_type="latent",
     )
-    return [plan.image_to_input(img) for img in out.images]
+    return [plan.image_to_input(img) for img in decode_images(pipe, out.images)]

@@ -23,7 +23,7 @@ import PIL.Image
 import torch
 
 from jointportrait.applications.resolution import plan_processing
-from jointportrait.applications.sampling import native_resolution, resolve_inpaint_mode
+from jointportrait.applications.sampling import decode_images, native_resolution, resolve_inpaint_mode
 
 
 @dataclass
@@ -98,8 +98,8 @@ def edit_with_depth(
         depth_mask=0.0,
         inpaint_mode=resolve_inpaint_mode(pipe, inpaint_mode),
         generator=generator,
-        output_type="pil",
+        output_type="latent",
     )
-    generated = np.asarray(plan.image_to_input(out.images[0]))
+    generated = np.asarray(plan.image_to_input(decode_images(pipe, out.images)[0]))
     composite = np.where(mask[..., None], generated, np.asarray(image.convert("RGB")))
     return EditResult(PIL.Image.fromarray(composite), mask)

@@ -3,13 +3,21 @@
 Every application is one call of :class:`~jointportrait.pipelines.JointPortraitPipeline`
 with a choice of known domains and masks; this module holds what they share:
 the model's native resolution, a temporary scheduler with another timestep
-spacing, and which inpainting form a model supports.
+spacing, which inpainting form a model supports, and decoding only the domain a
+task asks for (the pipeline is called with ``output_type="latent"``, so depth
+estimation never pays for decoding an RGB image it throws away).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+
+import numpy as np
+import PIL.Image
+import torch
+
+from jointportrait.latent_codec import decode_depth, decode_rgb
 
 TIMESTEP_SPACINGS = ("trailing", "leading", "linspace")
 
@@ -45,3 +53,13 @@ def timestep_spacing(pipe, spacing: str | None) -> Iterator[None]:
         yield
     finally:
         pipe.scheduler = original
+
+
+def decode_depths(pipe, depth_latents: torch.Tensor) -> np.ndarray:
+    """Depth latents ``(N, 4, h, w)`` -> relative depth ``(N, H, W)`` float32 in [0, 1]."""
+    return decode_depth(pipe.vae, depth_latents)[:, 0].float().cpu().numpy()
+
+
+def decode_images(pipe, rgb_latents: torch.Tensor) -> list[PIL.Image.Image]:
+    """RGB latents ``(N, 4, h, w)`` -> PIL images."""
+    return pipe.image_processor.postprocess(decode_rgb(pipe.vae, rgb_latents), output_type="pil")

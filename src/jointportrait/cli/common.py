@@ -59,6 +59,9 @@ def load_pipeline(args: argparse.Namespace):
         raise InputError("--device: CUDA was asked for but no GPU is available")
     if args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # the CLI's own bars and one-line errors stay readable
     return load_joint_pipeline(args.model, device=device, dtype=torch_dtype(args.dtype))
 
 

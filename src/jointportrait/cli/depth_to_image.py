@@ -2,7 +2,7 @@
 
 Depth files: float32 ``.npy``, ``.exr`` or 16-bit PNG, larger = farther (e.g. the
 ``<stem>_depth.npy`` written by ``estimate-depth``, or a rendered face model).
-``--valid-mask`` (white = has depth) marks missing depth, which becomes the far plane. Outputs ``<stem>_NN.png``
+``--valid-mask`` (white = has depth) marks missing depth, which becomes the far plane. Outputs ``<stem>_image_NN.png``
 at the depth map's size.
 """
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     def process(path: Path) -> None:
         stem = path.stem.removesuffix("_depth")
-        outputs = [args.out / f"{stem}_{i:02d}.png" for i in range(args.num_samples)]
+        outputs = [args.out / f"{stem}_image_{i:02d}.png" for i in range(args.num_samples)]
         check_outputs_free(outputs, args.overwrite)
         depth = load_user_depth(path)
         mask_path = companion_file(args.valid_mask, stem, "valid mask", IMAGE_SUFFIXES, (f"{stem}_mask",))

@@ -28,7 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "relight": ("relight", "photo + depth -> normals, diffuse shading and a relit photo"),
     "export": ("export", "photo + depth -> coloured point cloud or mesh (PLY, OBJ, GLB)"),
     "evaluate": ("evaluate", "depth / image / video metrics of the paper's Tables 1-3 over folders"),
+    "train": ("train", "train stage 1 (joint learning) or stage 2 (inpainting fine-tune) on accelerate"),
     "demo": ("demo", "the end-to-end showcase on an embedded default"),
+    "render-depth": ("render_depth", "meshes + cameras -> depth maps, previews and coverage masks"),
+    "synth": ("synth", "synthetic studio images or clips with exact depth, masks and parameters"),
 }
 
 
