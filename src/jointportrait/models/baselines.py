@@ -320,6 +320,9 @@ def sample_conditional(
     else:
         cond_z = encode_depth(vae, condition).to(device, dtype)
     z_ref = encode_rgb(vae, reference).to(device, dtype)
+    if cond_z.shape != z_ref.shape:
+        raise ValueError(f"condition and reference must have one batch size and image size, got latents "
+                         f"{tuple(cond_z.shape)} and {tuple(z_ref.shape)}")
     ehs = reference_conditioning(image_encoder, reference.to(device), model.unet.config.cross_attention_dim, dtype)
     bank = model.encode_reference(z_ref, ehs)
     batch = cond_z.shape[0]
