@@ -155,7 +155,7 @@ def colorize_depth(depth: np.ndarray, mask: np.ndarray | None = None, lo: float 
         return np.zeros(depth.shape + (3,), np.uint8)
     lo = float(depth[valid].min()) if lo is None else lo
     hi = float(depth[valid].max()) if hi is None else hi
-    norm = np.clip((depth - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    norm = np.nan_to_num(np.clip((depth - lo) / max(hi - lo, 1e-12), 0.0, 1.0))
     codes = ((1.0 - norm) * 255.0 + 0.5).astype(np.uint8)  # near -> high code -> red in TURBO
     rgb = cv2.applyColorMap(codes, cv2.COLORMAP_TURBO)[..., ::-1].copy()
     rgb[~valid] = 0

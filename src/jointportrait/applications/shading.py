@@ -6,8 +6,10 @@ Two light models, both in the viewer frame of :mod:`jointportrait.applications.n
 - a directional light: Lambert ``S = ambient + intensity * max(0, n . l)`` with ``l`` the
   unit direction TOWARD the light;
 - 9 spherical-harmonics (SH) coefficients of the distant lighting, order
-  ``L00, L1-1, L10, L11, L2-2, L2-1, L20, L21, L22``, rendered as irradiance with the
-  closed form of Ramamoorthi and Hanrahan (SIGGRAPH 2001, eq. 13).
+  ``L00, L1-1, L10, L11, L2-2, L2-1, L20, L21, L22``, rendered as irradiance
+  ``E(n) = sum_lm A_l L_lm Y_lm(n)`` (Ramamoorthi and Hanrahan, SIGGRAPH 2001), with the
+  basis and band factors of :mod:`jointportrait.data.sh_lighting` (shared with the
+  synthetic studio data).
 
 :func:`fit_sh_lighting` inverts the SH model by least squares, which estimates the
 shading already in a photo (for relighting by shading ratio).
@@ -16,9 +18,9 @@ shading already in a photo (for relighting by shading ratio).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-# Ramamoorthi & Hanrahan 2001, eq. 13
-C1, C2, C3, C4, C5 = 0.429043, 0.511664, 0.743125, 0.886227, 0.247708
+from jointportrait.data.sh_lighting import BAND_FACTORS, sh_basis
 
 
 def lambert_shading(normals: np.ndarray, light_direction, intensity: float = 1.0,
@@ -34,21 +36,9 @@ def lambert_shading(normals: np.ndarray, light_direction, intensity: float = 1.0
 
 
 def sh_irradiance_basis(normals: np.ndarray) -> np.ndarray:
-    """The 9 irradiance basis functions ``(..., 9)`` with ``E(n) = basis(n) @ L`` (R&H 2001, eq. 13)."""
-    n = np.asarray(normals, np.float64)
-    x, y, z = n[..., 0], n[..., 1], n[..., 2]
-    one = np.ones_like(x)
-    return np.stack([
-        C4 * one,  # L00
-        2 * C2 * y,  # L1-1
-        2 * C2 * z,  # L10
-        2 * C2 * x,  # L11
-        2 * C1 * x * y,  # L2-2
-        2 * C1 * y * z,  # L2-1
-        C3 * z * z - C5,  # L20
-        2 * C1 * x * z,  # L21
-        C1 * (x * x - y * y),  # L22
-    ], axis=-1)
+    """The 9 irradiance basis functions ``A_l Y_lm(n)`` ``(..., 9)``, so that ``E(n) = basis(n) @ L``."""
+    n = torch.from_numpy(np.asarray(normals, np.float64))
+    return sh_basis(n).numpy() * np.asarray(BAND_FACTORS)  # (..., 9)
 
 
 def sh_shading(normals: np.ndarray, coefficients) -> np.ndarray:

@@ -1,37 +1,42 @@
-"""``jointportrait demo``: the end-to-end showcase on an embedded default.
-
-For now: build a tiny random joint model and sample RGB + depth from an
-embedded reference, which exercises every part of the sampling path. The full
-demo (synthetic data, training, evaluation, HTML report) replaces this.
-"""
+"""``jointportrait demo``: the method end to end on an embedded default (see :mod:`jointportrait.demo`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from jointportrait.errors import InputError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
+    parser.add_argument("--minutes", type=float, default=15.0,
+                        help="training budget; every stage's steps scale with it (default 15: ~20 min in all on 2 cores)")
+    parser.add_argument("--steps", type=int, default=None, help="fixed optimizer steps for every training stage")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--face-model", default=None, help="face model .npz (default: the shared ICT model if present)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of seconds (tiny data, 2 steps per stage)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
-    from jointportrait.cli.common import save_depth_outputs
-    from jointportrait.io import save_image
-    from jointportrait.loading import create_tiny_joint_model
+    from jointportrait.demo import DemoConfig, run_demo
+    from jointportrait.demo.report import markdown_tables
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    pipe = create_tiny_joint_model(args.out / "tiny_model", seed=args.seed)
-    yy, xx = np.mgrid[0:64, 0:64] / 63.0
-    reference = np.stack([xx, yy, 1.0 - xx * yy], axis=-1)  # a smooth embedded reference
-    reference = torch.from_numpy(reference.transpose(2, 0, 1)[None].astype(np.float32))  # (1, 3, 64, 64)
-    result = pipe(reference, num_inference_steps=10, height=64, width=64,
-                  generator=torch.Generator().manual_seed(args.seed))
-    save_image(args.out / "sample.png", result.images[0], overwrite=True)
-    save_depth_outputs(args.out, "sample", result.depths[0], overwrite=True)
-    print(f"wrote a tiny joint model and one RGB + depth sample to {args.out}")
+    if args.minutes <= 0:
+        raise InputError(f"--minutes must be positive, got {args.minutes}")
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps must be >= 1, got {args.steps}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device: CUDA was asked for but no GPU is available")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out}: exists and is not a folder")
+    cfg = DemoConfig(out=args.out, minutes=args.minutes, steps=args.steps, device=args.device, seed=args.seed,
+                     face_model=args.face_model, quick=args.quick)
+    result = run_demo(cfg, say=lambda msg: print(msg, flush=True))
+    print()
+    print(markdown_tables(result.metrics))
+    print(f"report: {result.out / 'index.html'} (numbers in {result.out / 'metrics.json'})")
     return 0

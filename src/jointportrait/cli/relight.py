@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_depth_source_arguments(parser)
     light = parser.add_mutually_exclusive_group()
     light.add_argument("--light", default="-0.5,0.5,1", help="directional light: direction toward the light "
-                       "x,y,z (x right, y up, z toward the viewer)")
+                       "x,y,z (x right, y up, z toward the viewer); write a leading minus as --light=-1,1,1")
     light.add_argument("--sh", default=None, help="9 spherical-harmonics lighting coefficients "
                        "L00,L1-1,L10,L11,L2-2,L2-1,L20,L21,L22 (instead of --light)")
     parser.add_argument("--intensity", type=float, default=1.0, help="directional light intensity")

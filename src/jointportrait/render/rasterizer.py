@@ -7,9 +7,8 @@ Two passes, both vectorised, CPU or GPU alike:
    each row gets the span of pixel centres between the triangle's edges, and
    the spans are expanded into candidate pixels (chunked to bound memory). A
    pixel centre is inside when all three screen-space barycentrics are
-   >= -1e-5 (shared edges leave no holes), its
-   depth comes from the perspective-correct interpolation of 1/z, and a
-   z-buffer keeps the nearest triangle with one ``scatter_reduce(amin)`` over
+   >= -1e-5 (shared edges leave no holes), its depth comes from 1/z, which is
+   affine in screen space (perspective-correct), and a z-buffer keeps the nearest triangle with one ``scatter_reduce(amin)`` over
    the key ``float_bits(z) << 32 | triangle`` (float bits of a positive float
    order like the float, so the key sorts by depth first).
 2. Shading (differentiable). For each covered pixel, the ray through its
@@ -196,19 +195,17 @@ def _perspective_hits(
     vertices: torch.Tensor, tris: torch.Tensor, direction: torch.Tensor, pb: torch.Tensor, tri: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Moeller-Trumbore for rays from the camera centre (origin 0, direction z = 1), with the per-triangle
-    parts computed once per hit triangle: ``det = -d.n``, ``b1 = d.(v0 x e2) / det``,
-    ``b2 = d.(e1 x v0) / det``, ``z = t = (v0.n) / (d.n)``, ``n = e1 x e2``. Returns z (P,), barycentrics (P, 3)."""
-    pair = pb * tris.shape[0] + tri  # (P,) (item, triangle) of each pixel
-    hit, inverse = torch.unique(pair, return_inverse=True)  # (U,)
-    num_v = vertices.shape[1]
-    corners = tris.index_select(0, hit % tris.shape[0]) + (hit // tris.shape[0] * num_v)[:, None]  # (U, 3)
-    v0, v1, v2 = vertices.reshape(-1, 3).index_select(0, corners.reshape(-1)).view(-1, 3, 3).unbind(1)
+    parts computed once per triangle: ``det = -d.n``, ``b1 = d.(v0 x e2) / det``, ``b2 = d.(e1 x v0) / det``,
+    ``z = t = (v0.n) / (d.n)``, ``n = e1 x e2``. Returns z (P,) and barycentrics (P, 3)."""
+    batch, num_v = vertices.shape[:2]
+    v0, v1, v2 = vertices.index_select(1, tris.reshape(-1)).view(batch, -1, 3, 3).unbind(2)  # (B, F, 3) each
     e1, e2 = v1 - v0, v2 - v0
     n = torch.linalg.cross(e1, e2)
-    per_tri = torch.stack([n, torch.linalg.cross(v0, e2), torch.linalg.cross(e1, v0)], 1)  # (U, 3, 3)
-    dots = (per_tri.index_select(0, inverse) * direction[:, None, :]).sum(-1)  # (P, 3): d.n, d.(v0xe2), d.(e1xv0)
+    per_tri = torch.stack([n, torch.linalg.cross(v0, e2), torch.linalg.cross(e1, v0), v0], 2)  # (B, F, 4, 3)
+    hit = per_tri.view(-1, 4, 3).index_select(0, pb * tris.shape[0] + tri)  # (P, 4, 3)
+    dots = (hit[:, :3] * direction[:, None, :]).sum(-1)  # (P, 3): d.n, d.(v0 x e2), d.(e1 x v0)
     b1, b2 = -dots[:, 1] / dots[:, 0], -dots[:, 2] / dots[:, 0]
-    z = (v0 * n).sum(-1).index_select(0, inverse) / dots[:, 0]
+    z = (hit[:, 3] * hit[:, 0]).sum(-1) / dots[:, 0]
     return z, torch.stack([1.0 - b1 - b2, b1, b2], dim=-1)
 
 
@@ -274,12 +271,15 @@ def rasterize(
 
 
 def interpolate(attributes: torch.Tensor, fragments: Fragments) -> torch.Tensor:
-    """Barycentric interpolation of vertex attributes ``(B, V, C)`` -> ``(B, H, W, C)`` (0 on background).
+    """Barycentric interpolation of vertex attributes ``(B, V, C)`` (or ``(1, V, C)``, shared by the batch)
+    -> ``(B, H, W, C)`` (0 on background).
 
     Differentiable with respect to ``attributes`` and, through the fragments'
     barycentrics, to the vertices that were rasterised.
     """
     batch, height, width = fragments.shape
+    if attributes.shape[0] == 1 and batch > 1:
+        attributes = attributes.expand(batch, -1, -1)
     num_v, channels = attributes.shape[1], attributes.shape[2]
     corners = fragments.triangles.index_select(0, fragments.pixel_triangle)  # (P, 3)
     corners = corners + (fragments.pixel_batch * num_v)[:, None]

@@ -90,7 +90,9 @@ def _prepare_components(cfg: RunConfig, components: Components, weight_dtype: to
     model = components.model
     for frozen in (components.vae, components.image_encoder):
         if frozen is not None:
-            frozen.requires_grad_(False).eval().to(device, dtype=weight_dtype)
+            frozen.requires_grad_(False).eval().to(device)
+            if next(frozen.parameters()).dtype != weight_dtype:  # diffusers warns on a no-op dtype cast
+                frozen.to(dtype=weight_dtype)
     model.train()
     if cfg.model.freeze_unread_reference and hasattr(model, "freeze_reference_parameters_without_reader"):
         names = model.freeze_reference_parameters_without_reader()

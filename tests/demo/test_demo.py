@@ -1,0 +1,51 @@
+"""``jointportrait demo``: the reduced run in the default suite, the full run marked slow."""
+
+import json
+
+import pytest
+
+from jointportrait.cli.main import main
+
+
+def _check_report(out, capsys):
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    depth_rows = metrics["depth_estimation"]["rows"]
+    image_rows = metrics["depth_to_image"]["rows"]
+    assert set(depth_rows) == {"Ours (joint, stage 2)", "w/o joint learning", "Trivial: mean training depth"}
+    assert set(image_rows) == {"Ours (joint, stage 2)", "w/o joint learning", "Trivial: reference copied"}
+    for row in depth_rows.values():
+        assert 0 <= row["abs_rel"] < 1 and 0 <= row["delta1"] <= 1 and row["rmse"] >= 0
+    for row in image_rows.values():
+        assert 0 <= row["l1"] <= 1 and -1 <= row["ssim"] <= 1
+    page = (out / "index.html").read_text()
+    for figure in ("depth_estimation.png", "depth_to_image.png", "joint_generation.png", "relighting.png"):
+        assert (out / figure).stat().st_size > 0 and figure in page
+    assert "Depth estimation (Table 1)" in printed and "face model:" in printed
+    assert (out / "runs" / "stage2" / "final" / "model_index.json").exists()
+    return metrics
+
+
+def test_demo_quick_runs_every_stage(tmp_path, capsys, face_model_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    metrics = _check_report(out, capsys)
+    expected = "ict-facekit-light" if face_model_path is not None else "procedural-head"
+    assert metrics["face_model"] == expected
+    assert metrics["steps"]["stage1"] == 2
+
+
+def test_demo_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    assert main(["demo", "--minutes", "0", "--out", str(tmp_path)]) == 2
+    assert main(["demo", "--steps", "0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+
+
+@pytest.mark.slow
+def test_full_demo_beats_the_trivial_baseline(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    metrics = _check_report(out, capsys)
+    rows = metrics["depth_estimation"]["rows"]
+    assert rows["Ours (joint, stage 2)"]["abs_rel"] < rows["Trivial: mean training depth"]["abs_rel"]
