@@ -76,6 +76,9 @@ def test_evaluate_refuses_to_overwrite_and_names_unmatched_files(depth_folders, 
     assert main(["evaluate", "depth", "--pred", str(tmp_path / "nope"), "--gt", str(gt),
                  "--out", str(tmp_path / "c.json")]) == 2
     assert "no such folder" in capsys.readouterr().err
+    assert main(["evaluate", "depth", "--pred", str(pred), "--gt", str(gt), "--pred-kind", "disparity",
+                 "--out", str(tmp_path / "d.json")]) == 2
+    assert "needs --alignment disparity" in capsys.readouterr().err
 
 
 def _write_images(folder, arrays):

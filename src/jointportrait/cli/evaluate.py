@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     device = parse_device(args.device)
     if args.task != "depth" and args.mask is not None:
         raise InputError("--mask applies to depth evaluation only")
+    if args.pred_kind == "disparity" and args.alignment != "disparity":
+        raise InputError("--pred-kind disparity needs --alignment disparity")
     if args.task == "depth":
         result = runner.evaluate_depth(args.pred, args.gt, args.mask, alignment=args.alignment,
                                        pred_kind=args.pred_kind, normals=not args.no_normals, progress=True)
