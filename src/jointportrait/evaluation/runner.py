@@ -14,7 +14,6 @@ metrics (FID, FVD) are computed once over the whole set.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +30,6 @@ from jointportrait.evaluation.image_metrics import image_metrics, to_image_tenso
 from jointportrait.evaluation.inception import FIDInceptionV3
 from jointportrait.evaluation.normal_metrics import normal_metrics
 from jointportrait.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, load_depth, load_image
-
-logger = logging.getLogger(__name__)
 
 PRED_SUFFIX_STRIP = ("_depth",)
 
