@@ -10,11 +10,17 @@ import torch
 from PIL import Image
 
 from jointportrait.cli.main import main
+from jointportrait.errors import InputError
 from jointportrait.evaluation import i3d, inception
 from jointportrait.evaluation.depth_metrics import depth_metrics
 from jointportrait.evaluation.i3d import InceptionI3d
 from jointportrait.evaluation.lpips import LPIPS
-from jointportrait.evaluation.runner import evaluate_image
+from jointportrait.evaluation.runner import (
+    DepthItem,
+    evaluate_depth_items,
+    evaluate_image,
+    evaluate_image_items,
+)
 from jointportrait.evaluation.tables import markdown_table
 
 
@@ -70,6 +76,9 @@ def test_evaluate_refuses_to_overwrite_and_names_unmatched_files(depth_folders, 
     assert main(["evaluate", "depth", "--pred", str(tmp_path / "nope"), "--gt", str(gt),
                  "--out", str(tmp_path / "c.json")]) == 2
     assert "no such folder" in capsys.readouterr().err
+    assert main(["evaluate", "depth", "--pred", str(pred), "--gt", str(gt), "--pred-kind", "disparity",
+                 "--out", str(tmp_path / "d.json")]) == 2
+    assert "needs --alignment disparity" in capsys.readouterr().err
 
 
 def _write_images(folder, arrays):
@@ -133,3 +142,20 @@ def test_markdown_table_layout():
     table = markdown_table("depth", [("w/o Joint Learning", {"abs_rel": 0.26, "delta1": 0.738, "rmse": 0.05})])
     assert table.splitlines() == ["| Method | AbsRel↓ | δ1↑ | RMSE↓ |", "|---|---:|---:|---:|",
                                   "| w/o Joint Learning | 0.260 | 0.738 | 0.050 |"]
+
+
+def test_in_memory_items_for_datasets_and_demos():
+    rng = np.random.default_rng(5)
+    gts = [rng.uniform(1.0, 2.0, (12, 12)) for _ in range(2)]
+    items = [DepthItem(f"f{i}", 3.0 * g + rng.normal(0, 0.01 * (i + 1), g.shape), g, None, np.array([[20.0, 0, 5.5], [0, 20.0, 5.5], [0, 0, 1]]))
+             for i, g in enumerate(gts)]
+    result = evaluate_depth_items(items)
+    expected = np.mean([depth_metrics(it.pred, it.gt)["abs_rel"] for it in items])
+    assert result.mean["abs_rel"] == pytest.approx(expected)
+    assert [r["name"] for r in result.rows] == ["f0", "f1"]
+    bad = [DepthItem("empty", np.ones((4, 4)), np.zeros((4, 4)))]
+    with pytest.raises(InputError, match="empty: the evaluation mask is empty"):
+        evaluate_depth_items(bad)
+    images = [(f"i{i}", torch.full((1, 3, 16, 16), 0.5), torch.full((1, 3, 16, 16), 0.5 + 0.1 * i)) for i in range(2)]
+    res = evaluate_image_items(images)
+    assert res.mean["l1"] == pytest.approx(0.05)

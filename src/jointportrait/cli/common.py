@@ -45,18 +45,25 @@ def torch_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+def parse_device(name: str):
+    """``--device`` as a ``torch.device``; an unknown name or a missing GPU is a one-line error."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device: unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device: CUDA was asked for but no GPU is available")
+    return device
+
+
 def load_pipeline(args: argparse.Namespace):
     """The pipeline of ``--model`` on ``--device`` in ``--dtype``, with a clear error for a bad device."""
-    import torch
 
     from jointportrait.loading import load_joint_pipeline
 
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise InputError(f"--device: unknown device {args.device!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device: CUDA was asked for but no GPU is available")
+    device = parse_device(args.device)
     if args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
     from diffusers.utils import logging as diffusers_logging

@@ -42,27 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="video: folder of identity reference images <clip>.png (default: ground-truth frames)")
 
 
-def _device(name: str):
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device: unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device: CUDA was asked for but no GPU is available")
-    return device
-
-
 def run(args: argparse.Namespace) -> int:
+    from jointportrait.cli.common import parse_device
     from jointportrait.evaluation import runner
     from jointportrait.evaluation.tables import markdown_table
     from jointportrait.io import check_writable
 
     out = check_writable(args.out, args.overwrite)
-    device = _device(args.device)
+    device = parse_device(args.device)
     if args.task != "depth" and args.mask is not None:
         raise InputError("--mask applies to depth evaluation only")
+    if args.pred_kind == "disparity" and args.alignment != "disparity":
+        raise InputError("--pred-kind disparity needs --alignment disparity")
     if args.task == "depth":
         result = runner.evaluate_depth(args.pred, args.gt, args.mask, alignment=args.alignment,
                                        pred_kind=args.pred_kind, normals=not args.no_normals, progress=True)

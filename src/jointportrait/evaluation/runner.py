@@ -14,7 +14,7 @@ metrics (FID, FVD) are computed once over the whole set.
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,6 @@ from jointportrait.evaluation.image_metrics import image_metrics, to_image_tenso
 from jointportrait.evaluation.inception import FIDInceptionV3
 from jointportrait.evaluation.normal_metrics import normal_metrics
 from jointportrait.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, load_depth, load_image
-
-logger = logging.getLogger(__name__)
 
 PRED_SUFFIX_STRIP = ("_depth",)
 
@@ -107,6 +105,39 @@ def _load_mask(path: Path) -> np.ndarray:
     return np.asarray(load_image(path).convert("L")) > 127
 
 
+@dataclass
+class DepthItem:
+    """One depth prediction with its ground truth (``(H, W)`` arrays), optional mask and intrinsics."""
+
+    name: str
+    pred: np.ndarray
+    gt: np.ndarray
+    mask: np.ndarray | None = None
+    intrinsics: np.ndarray | None = None
+
+
+def evaluate_depth_items(items: Iterable[DepthItem], alignment: str = "depth", pred_kind: str = "depth",
+                         normals: bool = True, progress: bool = False) -> EvaluationResult:
+    """Table 1 over in-memory items (e.g. a dataset's test split): metrics per image, then the mean."""
+    rows = []
+    for item in tqdm(items, desc="depth", disable=not progress):
+        try:
+            row = {"name": item.name,
+                   **depth_metrics(item.pred, item.gt, item.mask, alignment=alignment, pred_kind=pred_kind)}
+            if normals:
+                row.update(normal_metrics(item.pred, item.gt, item.mask, alignment=alignment, pred_kind=pred_kind,
+                                          intrinsics=item.intrinsics))
+        except ValueError as exc:
+            raise InputError(f"{item.name}: {exc}") from None
+        rows.append(row)
+    if not rows:
+        raise InputError("nothing to evaluate: no depth items")
+    notes = [f"alignment: least-squares scale and shift in {alignment} space" if alignment != "none"
+             else "alignment: none (metric predictions)",
+             "metrics per image over the mask and valid ground truth, then mean over images"]
+    return EvaluationResult("depth", rows, _mean(rows), notes=notes)
+
+
 def evaluate_depth(pred_dir: Path, gt_dir: Path, mask_dir: Path | None = None, alignment: str = "depth",
                    pred_kind: str = "depth", normals: bool = True, progress: bool = False) -> EvaluationResult:
     """Table 1 over folders: AbsRel, delta1, RMSE (and normal errors) per image, then the mean."""
@@ -115,39 +146,72 @@ def evaluate_depth(pred_dir: Path, gt_dir: Path, mask_dir: Path | None = None, a
     gts = _by_stem(gt_dir, (".npy",))
     names = match_pairs(preds, gts, pred_dir, gt_dir)
     masks = _by_stem(_folder(mask_dir, "mask PNGs"), (".png",)) if mask_dir is not None else {}
-    rows = []
-    for name in tqdm(names, desc="depth", disable=not progress):
-        pred, gt = load_depth(preds[name]), load_depth(gts[name])
-        if pred.shape != gt.shape:
-            raise InputError(f"{preds[name]}: shape {pred.shape} differs from the ground truth's {gt.shape}")
-        mask = None
-        if mask_dir is not None:
-            if name not in masks:
-                raise MissingPathError(f"{mask_dir}: no mask {name}.png")
-            mask = _load_mask(masks[name])
-            if mask.shape != gt.shape:
-                raise InputError(f"{masks[name]}: shape {mask.shape} differs from the ground truth's {gt.shape}")
-        try:
-            row = {"name": name, **depth_metrics(pred, gt, mask, alignment=alignment, pred_kind=pred_kind)}
-            if normals:
-                row.update(normal_metrics(pred, gt, mask, alignment=alignment, pred_kind=pred_kind))
-        except ValueError as exc:
-            raise InputError(f"{preds[name]}: {exc}") from None
-        rows.append(row)
-    notes = [f"alignment: least-squares scale and shift in {alignment} space" if alignment != "none"
-             else "alignment: none (metric predictions)",
-             "metrics per image over the mask and valid ground truth, then mean over images"]
-    return EvaluationResult("depth", rows, _mean(rows), notes=notes)
+
+    def items() -> Iterator[DepthItem]:
+        for name in names:
+            pred, gt = load_depth(preds[name]), load_depth(gts[name])
+            if pred.shape != gt.shape:
+                raise InputError(f"{preds[name]}: shape {pred.shape} differs from the ground truth's {gt.shape}")
+            mask = None
+            if mask_dir is not None:
+                if name not in masks:
+                    raise MissingPathError(f"{mask_dir}: no mask {name}.png")
+                mask = _load_mask(masks[name])
+                if mask.shape != gt.shape:
+                    raise InputError(f"{masks[name]}: shape {mask.shape} differs from the ground truth's {gt.shape}")
+            yield DepthItem(str(preds[name]), pred, gt, mask)
+
+    result = evaluate_depth_items(items(), alignment, pred_kind, normals, progress)
+    for row, name in zip(result.rows, names):
+        row["name"] = name
+    return result
 
 
 def _image_tensor(path: Path, device: torch.device | str = "cpu") -> torch.Tensor:
     return to_image_tensor(np.asarray(load_image(path))).to(device)  # (1, 3, H, W) in [0, 1]
 
 
+def evaluate_image_items(items: Iterable[tuple[str, torch.Tensor, torch.Tensor]],
+                         lpips_model: torch.nn.Module | None = None, inception: FIDInceptionV3 | None = None,
+                         progress: bool = False) -> EvaluationResult:
+    """Table 2 over in-memory ``(name, pred, gt)`` images ``(1, 3, H, W)`` in [0, 1].
+
+    L1, SSIM (and LPIPS with ``lpips_model``) per image; FID over the set with
+    ``inception`` (its ``label`` heads the column, so random-init features say so).
+    """
+    rows, pred_feats, gt_feats = [], [], []
+    for name, x, y in tqdm(items, desc="image", disable=not progress):
+        if x.shape != y.shape:
+            raise InputError(f"{name}: size {tuple(x.shape[-2:])} differs from the ground truth's "
+                             f"{tuple(y.shape[-2:])}")
+        try:
+            rows.append({"name": name, **image_metrics(x, y, lpips_model)})
+        except ValueError as exc:
+            raise InputError(f"{name}: {exc}") from None
+        if inception is not None:
+            pred_feats.append(inception(x).cpu().numpy())  # (1, 2048)
+            gt_feats.append(inception(y).cpu().numpy())
+    if not rows:
+        raise InputError("nothing to evaluate: no image pairs")
+    mean, labels, notes = _mean(rows), {}, []
+    if lpips_model is None:
+        notes.append("LPIPS omitted: no --lpips-weights given")
+    if inception is None:
+        notes.append("FID omitted: no --inception-weights given")
+    else:
+        if len(rows) < 2:
+            raise InputError("FID needs at least 2 image pairs")
+        mean["fid"] = frechet_distance_from_features(np.concatenate(pred_feats), np.concatenate(gt_feats))
+        if inception.label != "FID":
+            labels["fid"] = inception.label
+        notes.append(f"FID over {len(rows)} images (published FID uses thousands; small sets are biased upward)")
+    return EvaluationResult("image", rows, mean, labels=labels, notes=notes)
+
+
 def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = None, lpips_net: str = "alex",
                    inception_weights: Path | None = None, random_inception_seed: int | None = None,
                    device: torch.device | str = "cpu", progress: bool = False) -> EvaluationResult:
-    """Table 2 over folders: L1, SSIM (and LPIPS) per image, FID over the set (with Inception weights).
+    """Table 2 over folders (see :func:`evaluate_image_items`).
 
     ``random_inception_seed`` (no weights needed, for demos and smoke tests)
     computes FID on randomly initialised Inception features; the column is then
@@ -164,33 +228,8 @@ def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
         torch.manual_seed(random_inception_seed)
         inception = FIDInceptionV3()
     inception = inception.to(device) if inception is not None else None
-    notes = []
-    if lpips_model is None:
-        notes.append("LPIPS omitted: no --lpips-weights given")
-    if inception is None:
-        notes.append("FID omitted: no --inception-weights given")
-    rows, pred_feats, gt_feats = [], [], []
-    for name in tqdm(names, desc="image", disable=not progress):
-        x, y = _image_tensor(preds[name], device), _image_tensor(gts[name], device)
-        if x.shape != y.shape:
-            raise InputError(f"{preds[name]}: size {tuple(x.shape[-2:])} differs from the ground truth's "
-                             f"{tuple(y.shape[-2:])}")
-        try:
-            rows.append({"name": name, **image_metrics(x, y, lpips_model)})
-        except ValueError as exc:
-            raise InputError(f"{preds[name]}: {exc}") from None
-        if inception is not None:
-            pred_feats.append(inception(x).cpu().numpy())  # (1, 2048)
-            gt_feats.append(inception(y).cpu().numpy())
-    mean, labels = _mean(rows), {}
-    if inception is not None:
-        if len(names) < 2:
-            raise InputError("FID needs at least 2 image pairs")
-        mean["fid"] = frechet_distance_from_features(np.concatenate(pred_feats), np.concatenate(gt_feats))
-        if inception_weights is None:
-            labels["fid"] = inception.label
-        notes.append(f"FID over {len(names)} images (published FID uses thousands; small sets are biased upward)")
-    return EvaluationResult("image", rows, mean, labels=labels, notes=notes)
+    items = ((name, _image_tensor(preds[name], device), _image_tensor(gts[name], device)) for name in names)
+    return evaluate_image_items(items, lpips_model, inception, progress)
 
 
 def _clip_frames(folder: Path, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -41,7 +41,11 @@ from diffusers.utils.torch_utils import randn_tensor
 from jointportrait.errors import InputError, MissingPathError
 from jointportrait.latent_codec import decode_depth, decode_rgb, encode_depth, encode_rgb
 from jointportrait.models.image_condition import null_embedding, reference_conditioning
-from jointportrait.models.reference_attention import ReferenceBank, install_reference_attention
+from jointportrait.models.reference_attention import (
+    ReferenceBank,
+    install_reference_attention,
+    run_reference_net,
+)
 from jointportrait.models.widen import widen_unet
 from jointportrait.objective import PREDICTION_TYPES, JointLoss
 
@@ -77,11 +81,7 @@ class ConditionalDenoiser(torch.nn.Module):
     def encode_reference(self, reference_latents: torch.Tensor, encoder_hidden_states: torch.Tensor,
                          keep: torch.Tensor | None = None) -> ReferenceBank:
         """Run the ReferenceNet once at t = 0 and collect its self-attention inputs."""
-        bank = ReferenceBank(keep=keep)
-        t0 = torch.zeros(reference_latents.shape[0], device=reference_latents.device, dtype=torch.long)
-        self.reference_unet(reference_latents, t0, encoder_hidden_states=encoder_hidden_states,
-                            cross_attention_kwargs={"reference_bank": bank}, return_dict=False)
-        return bank
+        return run_reference_net(self.reference_unet, reference_latents, encoder_hidden_states, keep)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 reference_latents: torch.Tensor | None = None, reference_keep: torch.Tensor | None = None,
@@ -320,6 +320,9 @@ def sample_conditional(
     else:
         cond_z = encode_depth(vae, condition).to(device, dtype)
     z_ref = encode_rgb(vae, reference).to(device, dtype)
+    if cond_z.shape != z_ref.shape:
+        raise ValueError(f"condition and reference must have one batch size and image size, got latents "
+                         f"{tuple(cond_z.shape)} and {tuple(z_ref.shape)}")
     ehs = reference_conditioning(image_encoder, reference.to(device), model.unet.config.cross_attention_dim, dtype)
     bank = model.encode_reference(z_ref, ehs)
     batch = cond_z.shape[0]

@@ -12,7 +12,11 @@ from __future__ import annotations
 import torch
 from diffusers import UNet2DConditionModel
 
-from jointportrait.models.reference_attention import ReferenceBank, install_reference_attention
+from jointportrait.models.reference_attention import (
+    ReferenceBank,
+    install_reference_attention,
+    run_reference_net,
+)
 
 
 class JointDenoiser(torch.nn.Module):
@@ -40,16 +44,7 @@ class JointDenoiser(torch.nn.Module):
         keep: torch.Tensor | None = None,
     ) -> ReferenceBank:
         """Run the ReferenceNet once at t = 0 and collect its self-attention inputs."""
-        bank = ReferenceBank(keep=keep)
-        t0 = torch.zeros(reference_latents.shape[0], device=reference_latents.device, dtype=torch.long)
-        self.reference_unet(
-            reference_latents,  # (B, 4, h, w)
-            t0,
-            encoder_hidden_states=encoder_hidden_states,  # (B, L, D)
-            cross_attention_kwargs={"reference_bank": bank},
-            return_dict=False,
-        )
-        return bank
+        return run_reference_net(self.reference_unet, reference_latents, encoder_hidden_states, keep)
 
     def forward(
         self,

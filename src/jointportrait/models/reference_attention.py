@@ -199,3 +199,22 @@ def install_reference_attention(reference_unet: UNet2DConditionModel, denoiser: 
     denoiser.set_attn_processor(
         {n: ReferenceAttnProcessor(n, "read" if n in readers else "plain") for n in denoiser.attn_processors}
     )
+
+
+def run_reference_net(
+    reference_unet: UNet2DConditionModel,
+    reference_latents: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    keep: torch.Tensor | None = None,
+) -> ReferenceBank:
+    """Run the ReferenceNet once at t = 0 on clean reference latents and collect its self-attention inputs."""
+    bank = ReferenceBank(keep=keep)
+    t0 = torch.zeros(reference_latents.shape[0], device=reference_latents.device, dtype=torch.long)
+    reference_unet(
+        reference_latents,  # (B, 4, h, w)
+        t0,
+        encoder_hidden_states=encoder_hidden_states,  # (B, L, D)
+        cross_attention_kwargs={"reference_bank": bank},
+        return_dict=False,
+    )
+    return bank
