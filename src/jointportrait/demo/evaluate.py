@@ -89,7 +89,6 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
     steps = cfg.inference_steps
     for i in range(len(test)):
         s = test[i]
-        gen = lambda: torch.Generator().manual_seed(cfg.seed + i)  # noqa: E731
         gt = s["depth_raw"][0].numpy()  # camera z, 0 outside the mask
         valid = s["valid"][0].numpy() > 0.5
         mask = valid & (s["skin_mask"][0].numpy() > 0.5)
@@ -97,20 +96,20 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
         reference = _pil(s["reference"])
 
         # Table 1: depth estimation (the reference is the input image itself)
-        ours = estimate_depth(pipe, photo, num_inference_steps=steps, generator=gen()).depth
+        ours = estimate_depth(pipe, photo, num_inference_steps=steps, generator=torch.Generator().manual_seed(cfg.seed + i)).depth
         sep = sample_conditional(separate["i2d"][0], separate["i2d"][1], separate["i2d"][2],
                                  s["image"][None].to(device), s["image"][None].to(device),
-                                 num_inference_steps=steps, generator=gen())[0, 0].cpu().numpy()
+                                 num_inference_steps=steps, generator=torch.Generator().manual_seed(cfg.seed + i))[0, 0].cpu().numpy()
         preds = {names["ours"]: ours, names["separate"]: sep, "Trivial: mean training depth": prior}
         for name, pred in preds.items():
             depth_rows[name].append(depth_metrics(pred, gt, mask, alignment="depth"))
 
         # Table 2: depth-to-image (ground-truth depth + another frame of the subject as reference)
         ours_img = depth_to_image(pipe, gt, reference, depth_valid=valid, num_inference_steps=steps,
-                                  generator=gen())[0]
+                                  generator=torch.Generator().manual_seed(cfg.seed + i))[0]
         sep_img = sample_conditional(separate["d2i"][0], separate["d2i"][1], separate["d2i"][2],
                                      s["depth"][None].to(device), s["reference"][None].to(device),
-                                     num_inference_steps=steps, generator=gen())[0].permute(1, 2, 0).cpu().numpy()
+                                     num_inference_steps=steps, generator=torch.Generator().manual_seed(cfg.seed + i))[0].permute(1, 2, 0).cpu().numpy()
         truth = np.asarray(photo)
         for name, img in ((names["ours"], ours_img), (names["separate"], sep_img),
                           ("Trivial: reference copied", reference)):
