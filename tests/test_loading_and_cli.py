@@ -100,7 +100,7 @@ def test_generate_command_end_to_end(tiny_model_dir, tmp_path, capsys):
             "--steps", "2", "--size", "64", "--num-samples", "2"]
     assert main(args) == 1  # one bad file: reported, the others written
     captured = capsys.readouterr()
-    assert "broken.png" in captured.out and "wrote 2 of 3" in captured.out
+    assert "broken.png" in captured.err and "wrote 2 of 3" in captured.out
     depth = np.load(out / "a_01_depth.npy")
     assert depth.shape == (64, 64) and depth.dtype == np.float32
     assert Image.open(out / "a_01_depth.png").mode.startswith("I")
