@@ -122,8 +122,18 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
         save_config(cfg, output_dir / "config.yaml")
         remove_incomplete(output_dir)
     weight_dtype = WEIGHT_DTYPES[cfg.train.mixed_precision]
+    # 1. Data first: a wrong path fails before minutes of model loading
+    if dataset is None:
+        dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.split, cfg.train.seed)
+    if val_dataset is None and cfg.validation.every > 0:
+        try:
+            val_dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.val_split,
+                                         cfg.validation.seed, train=False)
+        except JointPortraitError:
+            logger.warning("no '%s' split; validating on training samples", cfg.data.val_split)
+            val_dataset = dataset
 
-    # 1. Models: the trained module, and frozen VAE / image encoder in the weight dtype
+    # 2. Models: the trained module, and frozen VAE / image encoder in the weight dtype
     components = kind.build(cfg)
     export_frozen = (components.vae, components.image_encoder)
     if weight_dtype != torch.float32:  # export the frozen parts in their original precision
@@ -150,26 +160,18 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
         accelerator.load_state(str(resume_from))
         logger.info("resumed from %s at step %d", resume_from, state.step)
 
-    # 2. Data: the data position is the micro-batch counter
-    if dataset is None:
-        dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.split, cfg.train.seed)
-    if val_dataset is None and cfg.validation.every > 0:
-        try:
-            val_dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.val_split,
-                                         cfg.validation.seed, train=False)
-        except JointPortraitError:
-            logger.warning("no '%s' split; validating on training samples", cfg.data.val_split)
-            val_dataset = dataset
+    # 3. Sampler: the data position is the micro-batch counter
     accum = cfg.train.gradient_accumulation_steps
     sampler = StepBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, rank=accelerator.process_index,
                                num_replicas=accelerator.num_processes, start=state.micro_batches)
     loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
                              persistent_workers=cfg.data.num_workers > 0))
-    mask_sampler = None
-    if accelerator.unwrap_model(model).unet.config.in_channels == STAGE2_CHANNELS:
+    denoiser = getattr(accelerator.unwrap_model(model), "unet", None)
+    mask_sampler = None  # stage 2: masks for the 18-channel denoiser's conditioning
+    if denoiser is not None and denoiser.config.in_channels == STAGE2_CHANNELS:
         mask_sampler = MaskSampler(cfg.masks.tasks, cfg.masks.spatial)
 
-    # 3. The loop
+    # 4. The loop
     if accelerator.is_main_process:
         accelerator.init_trackers("train")
         logger.info("effective batch %d = %d per process x %d accumulation x %d processes",
@@ -233,7 +235,7 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
             _validate(accelerator, cfg, kind, components, model, ema, val_dataset, state.step, output_dir)
     progress.close()
 
-    # 4. Export (EMA weights when EMA is on) in the layout JointPortraitPipeline.from_pretrained loads
+    # 5. Export (EMA weights when EMA is on) in the layout JointPortraitPipeline.from_pretrained loads
     final_dir = output_dir / "final"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
