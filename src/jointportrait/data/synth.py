@@ -238,10 +238,23 @@ class VertexColors:
         tri_color = torch.zeros(model.triangles.shape[0], 3)
         override = torch.zeros(model.triangles.shape[0], dtype=torch.bool)
         iris = torch.from_numpy(_srgb_to_linear(np.clip(subject.iris, 0, 1))).float()
-        for mat in ("M_IrisLeft", "M_IrisRight"):
-            if mat in names:
-                sel = model.triangle_material == names.index(mat)
-                tri_color[sel], override[sel] = iris, True
+        pupil = torch.tensor([0.01, 0.01, 0.012])
+        centroids = neutral[model.triangles].mean(1)  # (F, 3)
+        for iris_name, sclera_name, region in (("M_IrisLeft", "M_ScleraLeft", 5), ("M_IrisRight", "M_ScleraRight", 6)):
+            if iris_name not in names or sclera_name not in names:
+                continue
+            # the sclera mesh is a closed ball that covers the iris (a transparent cornea in the original
+            # model): paint its cap in front of the iris with the iris colour and a pupil
+            is_iris = model.triangle_material == names.index(iris_name)
+            eye = model.triangle_material == names.index(sclera_name)
+            centre = neutral[model.vertex_region == region].mean(0)
+            axis = torch.nn.functional.normalize(centroids[is_iris].mean(0) - centre, dim=0)
+            cos = torch.nn.functional.normalize(centroids - centre, dim=-1) @ axis  # (F,)
+            cap = float(cos[is_iris].min())
+            pupil_cap = 1.0 - 0.35 * (1.0 - cap)
+            sel = (eye | is_iris) & (cos >= cap)
+            tri_color[sel] = torch.where((cos[sel] >= pupil_cap)[:, None], pupil, iris)
+            override[sel] = True
         self.triangle = tri_color  # (F, 3)
         self.triangle_override = override  # (F,)
 

@@ -68,9 +68,11 @@ class PerspectiveCamera:
 
     def pixel_rays(self, pixels: torch.Tensor, batch_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rays through pixel coordinates ``(P, 2)`` of items ``(P,)``: origins and directions with z = 1."""
-        K = self.K.to(pixels)[batch_index]  # (P, 3, 3)
-        y = (pixels[:, 1] - K[:, 1, 2]) / K[:, 1, 1]
-        x = (pixels[:, 0] - K[:, 0, 2] - K[:, 0, 1] * y) / K[:, 0, 0]
+        K = self.K.to(pixels)
+        fx, fy, cx, cy, skew = torch.stack(  # (P, 5) gathered per pixel
+            [K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 0, 1]], -1).index_select(0, batch_index).unbind(-1)
+        y = (pixels[:, 1] - cy) / fy
+        x = (pixels[:, 0] - cx - skew * y) / fx
         direction = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (P, 3)
         return torch.zeros_like(direction), direction
 
@@ -110,8 +112,8 @@ class OrthographicCamera:
 
     def pixel_rays(self, pixels: torch.Tensor, batch_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rays ``origin = (x, y, 0)``, ``direction = (0, 0, 1)`` through pixel coordinates ``(P, 2)``."""
-        s = self.scale.to(pixels)[batch_index]  # (P, 2)
-        c = self.principal_point.to(pixels)[batch_index]  # (P, 2)
+        s = self.scale.to(pixels).index_select(0, batch_index)  # (P, 2)
+        c = self.principal_point.to(pixels).index_select(0, batch_index)  # (P, 2)
         xy = (pixels - c) / s
         origin = torch.cat([xy, torch.zeros_like(xy[:, :1])], dim=-1)  # (P, 3)
         direction = torch.zeros_like(origin)

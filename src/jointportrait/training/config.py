@@ -59,6 +59,9 @@ class ModelConfig:
     in_channels: Literal[8, 18] = 8  # 8 = stage 1, 18 = inpainting fine-tune (stage 2)
     freeze_unread_reference: bool = True  # freeze ReferenceNet parameters that feed no reader (DDP)
     prediction_type: Literal["epsilon", "v_prediction"] | None = None  # None: the scheduler's
+    vae: str | None = None  # replace the base VAE: an AutoencoderKL folder, or a VAE-stage run (its final/)
+    vae_levels: int = 3  # model.kind vae with base tiny: resolutions of the new autoencoder (3: 64 px -> 16)
+    vae_train_encoder: bool = True  # model.kind vae: False fine-tunes the decoder only (keeps SD's latent space)
 
 
 @dataclass

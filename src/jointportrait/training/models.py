@@ -76,7 +76,7 @@ def resolve_init_from(path: str | Path) -> Path:
 
 def build_joint_components(cfg: RunConfig) -> dict:
     """``vae``, ``unet`` (``model.in_channels`` inputs), ``reference_unet``, ``scheduler``, ``image_encoder``."""
-    from jointportrait.loading import joint_components_from_base, load_base_components, tiny_base_components
+    from jointportrait.loading import joint_components_from_base
     from jointportrait.models.widen import widen_unet
 
     m = cfg.model
@@ -88,9 +88,7 @@ def build_joint_components(cfg: RunConfig) -> dict:
             parts = _joint_components_from_checkpoint(source.parent, source)
         logger.info("initialised from %s", source)
     else:
-        base = (tiny_base_components(seed=m.tiny_seed, sample_size=cfg.data.resolution // 8)
-                if m.base == "tiny" else load_base_components(m.base))
-        parts = joint_components_from_base(base)
+        parts = joint_components_from_base(build_base_components(cfg))
     unet = parts["unet"]
     if unet.config.in_channels < m.in_channels:
         parts["unet"] = widen_unet(unet, m.in_channels, unet.config.out_channels)
@@ -98,6 +96,35 @@ def build_joint_components(cfg: RunConfig) -> dict:
         raise MissingPathError(f"model.in_channels: {m.in_channels}, but the initial denoiser already has "
                                f"{unet.config.in_channels} input channels")
     return parts
+
+
+def load_vae(path: str | Path):
+    """An ``AutoencoderKL`` from a diffusers folder, or from a VAE-stage run folder (its ``final/``)."""
+    from diffusers import AutoencoderKL
+
+    path = Path(path)
+    if (path / "final" / "config.json").exists():
+        path = path / "final"
+    if not (path / "config.json").exists():
+        raise MissingPathError(f"model.vae {path}: expected an AutoencoderKL folder (config.json + weights) "
+                               "or a VAE-stage run folder with final/")
+    return AutoencoderKL.from_pretrained(path, local_files_only=True)
+
+
+def build_base_components(cfg: RunConfig) -> dict:
+    """Base SD components (``model.base``: ``tiny`` or a local SD 1.5), with ``model.vae`` swapped in if given."""
+    from jointportrait.loading import load_base_components, tiny_base_components
+
+    m = cfg.model
+    vae = load_vae(m.vae) if m.vae is not None else None
+    if m.base == "tiny":
+        factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
+        base = tiny_base_components(seed=m.tiny_seed, sample_size=cfg.data.resolution // factor)
+    else:
+        base = load_base_components(m.base)
+    if vae is not None:
+        base["vae"] = vae
+    return base
 
 
 def _joint_model(parts: dict) -> torch.nn.Module:
@@ -125,9 +152,62 @@ class ModelKind:
     build: Callable[[RunConfig], Components]
     loss: Callable[..., object]  # (model, vae, scheduler, batch, image_encoder=, reference_dropout=, ...) -> .loss
     export: Callable[[Components, torch.nn.Module, Path], None]
+    validates: bool = True  # the trainer's validation grid samples a JointPortraitPipeline
 
 
-# model.kind -> builder, loss, export (explicit registry; baselines plug in here)
-MODEL_KINDS: dict[str, ModelKind] = {
-    "joint": ModelKind(build=build_joint, loss=joint_diffusion_loss, export=export_joint),
-}
+def build_vae_stage(cfg: RunConfig) -> Components:
+    """``model.kind: vae``: the autoencoder itself trains (see :mod:`jointportrait.training.vae_stage`)."""
+    from jointportrait.training.vae_stage import VAETrainingModule, tiny_vae
+
+    m = cfg.model
+    if m.vae is not None:
+        vae = load_vae(m.vae)
+    elif m.base == "tiny":
+        vae = tiny_vae(levels=m.vae_levels, seed=m.tiny_seed, sample_size=cfg.data.resolution)
+    else:
+        vae = build_base_components(cfg)["vae"]
+    return Components(VAETrainingModule(vae, train_encoder=m.vae_train_encoder), None, None, None)
+
+
+def export_vae_stage(components: Components, model: torch.nn.Module, out: Path) -> None:
+    from jointportrait.training.vae_stage import export_vae
+
+    export_vae(model, out)
+
+
+def _baseline_builder(kind: str) -> Callable[[RunConfig], Components]:
+    def build(cfg: RunConfig) -> Components:
+        from jointportrait.models.baselines import baseline_components_from_base, build_baseline_model
+
+        parts = baseline_components_from_base(build_base_components(cfg), kind)
+        return Components(build_baseline_model(parts), parts["vae"], parts["scheduler"], parts["image_encoder"])
+
+    return build
+
+
+def _baseline_exporter(kind: str) -> Callable[[Components, torch.nn.Module, Path], None]:
+    def export(components: Components, model: torch.nn.Module, out: Path) -> None:
+        from jointportrait.models.baselines import save_baseline
+
+        save_baseline({"kind": kind, "unet": model.unet, "reference_unet": getattr(model, "reference_unet", None),
+                       "vae": components.vae, "scheduler": components.scheduler}, out)
+
+    return export
+
+
+def _model_kinds() -> dict[str, ModelKind]:
+    from jointportrait.models.baselines import BASELINES
+    from jointportrait.training.vae_stage import vae_loss
+
+    kinds = {
+        "joint": ModelKind(build=build_joint, loss=joint_diffusion_loss, export=export_joint),
+        "vae": ModelKind(build=build_vae_stage, loss=vae_loss, export=export_vae_stage, validates=False),
+    }
+    for name, spec in BASELINES.items():  # the paper's baselines and ablations (Sec. 5.2, 9)
+        kinds[name] = ModelKind(build=_baseline_builder(name), loss=spec.loss, export=_baseline_exporter(name),
+                                validates=False)
+    return kinds
+
+
+# model.kind -> builder, loss, export (explicit registry)
+MODEL_KINDS: dict[str, ModelKind] = _model_kinds()

@@ -125,7 +125,7 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
     # 1. Data first: a wrong path fails before minutes of model loading
     if dataset is None:
         dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.split, cfg.train.seed)
-    if val_dataset is None and cfg.validation.every > 0:
+    if val_dataset is None and kind.validates and cfg.validation.every > 0:
         try:
             val_dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.val_split,
                                          cfg.validation.seed, train=False)
@@ -166,9 +166,9 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
                                num_replicas=accelerator.num_processes, start=state.micro_batches)
     loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
                              persistent_workers=cfg.data.num_workers > 0))
-    denoiser = getattr(accelerator.unwrap_model(model), "unet", None)
-    mask_sampler = None  # stage 2: masks for the 18-channel denoiser's conditioning
-    if denoiser is not None and denoiser.config.in_channels == STAGE2_CHANNELS:
+    mask_sampler = None
+    unet = getattr(accelerator.unwrap_model(model), "unet", None)
+    if unet is not None and unet.config.in_channels == STAGE2_CHANNELS:
         mask_sampler = MaskSampler(cfg.masks.tasks, cfg.masks.spatial)
 
     # 4. The loop
@@ -231,7 +231,7 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
                             step=state.step)
         if state.step % cfg.train.checkpoint_every == 0 or state.step == cfg.train.max_steps:
             save_checkpoint(accelerator, output_dir, state.step, cfg.train.checkpoints_total_limit)
-        if cfg.validation.every and state.step % cfg.validation.every == 0:
+        if kind.validates and cfg.validation.every and state.step % cfg.validation.every == 0:
             _validate(accelerator, cfg, kind, components, model, ema, val_dataset, state.step, output_dir)
     progress.close()
 
@@ -243,7 +243,7 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
         if ema is not None:
             ema.copy_to(_trainable(export_model))
         frozen = Components(export_model, export_frozen[0], components.scheduler, export_frozen[1])
-        if weight_dtype == torch.float32:
+        if weight_dtype == torch.float32 and frozen.vae is not None:
             frozen.vae.float()
         kind.export(frozen, export_model.cpu(), final_dir)
         logger.info("exported %s", final_dir)
