@@ -51,6 +51,7 @@ class TrainResult:
     losses: list[float]  # mean loss of every optimizer step run by this call
     world_size: int
     model: torch.nn.Module  # this process's trained module, unwrapped (not the EMA weights)
+    is_main_process: bool
 
 
 def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
@@ -249,7 +250,8 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
         logger.info("exported %s", final_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return TrainResult(final_dir, state, losses, accelerator.num_processes, accelerator.unwrap_model(model))
+    return TrainResult(final_dir, state, losses, accelerator.num_processes, accelerator.unwrap_model(model),
+                       accelerator.is_main_process)
 
 
 def _validate(accelerator, cfg: RunConfig, kind, components: Components, model, ema, val_dataset, step: int,
