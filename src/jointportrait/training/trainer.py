@@ -116,14 +116,7 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
     if cfg.model.kind not in MODEL_KINDS:
         raise ConfigError(f"model.kind: unknown {cfg.model.kind!r} (known: {', '.join(MODEL_KINDS)})")
     kind = MODEL_KINDS[cfg.model.kind]
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = _make_accelerator(cfg, output_dir)
-    if accelerator.is_main_process:
-        save_config(cfg, output_dir / "config.yaml")
-        remove_incomplete(output_dir)
-    weight_dtype = WEIGHT_DTYPES[cfg.train.mixed_precision]
-    # 1. Data first: a wrong path fails before minutes of model loading
+    # 1. Data first: a wrong path fails before anything is written or loaded
     if dataset is None:
         dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.split, cfg.train.seed)
     if val_dataset is None and kind.validates and cfg.validation.every > 0:
@@ -133,6 +126,14 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
         except JointPortraitError:
             logger.warning("no '%s' split; validating on training samples", cfg.data.val_split)
             val_dataset = dataset
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = _make_accelerator(cfg, output_dir)
+    if accelerator.is_main_process:
+        save_config(cfg, output_dir / "config.yaml")
+        remove_incomplete(output_dir)
+    weight_dtype = WEIGHT_DTYPES[cfg.train.mixed_precision]
 
     # 2. Models: the trained module, and frozen VAE / image encoder in the weight dtype
     components = kind.build(cfg)
