@@ -50,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
 
     cfg, checkpoint = resolve_run(args)
     result = train(cfg, args.output_dir, resume_from=checkpoint)
-    if result.losses:
+    if result.losses and result.is_main_process:
         print(f"step {result.state.step}: loss {result.losses[-1]:.4f}; model in {result.final_dir}")
     return 0

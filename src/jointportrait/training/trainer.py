@@ -51,6 +51,7 @@ class TrainResult:
     losses: list[float]  # mean loss of every optimizer step run by this call
     world_size: int
     model: torch.nn.Module  # this process's trained module, unwrapped (not the EMA weights)
+    is_main_process: bool
 
 
 def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
@@ -117,6 +118,17 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
     if cfg.model.kind not in MODEL_KINDS:
         raise ConfigError(f"model.kind: unknown {cfg.model.kind!r} (known: {', '.join(MODEL_KINDS)})")
     kind = MODEL_KINDS[cfg.model.kind]
+    # 1. Data first: a wrong path fails before anything is written or loaded
+    if dataset is None:
+        dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.split, cfg.train.seed)
+    if val_dataset is None and kind.validates and cfg.validation.every > 0:
+        try:
+            val_dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.val_split,
+                                         cfg.validation.seed, train=False)
+        except JointPortraitError:
+            logger.warning("no '%s' split; validating on training samples", cfg.data.val_split)
+            val_dataset = dataset
+
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     accelerator = _make_accelerator(cfg, output_dir)
@@ -125,7 +137,7 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
         remove_incomplete(output_dir)
     weight_dtype = WEIGHT_DTYPES[cfg.train.mixed_precision]
 
-    # 1. Models: the trained module, and frozen VAE / image encoder in the weight dtype
+    # 2. Models: the trained module, and frozen VAE / image encoder in the weight dtype
     components = kind.build(cfg)
     export_frozen = (components.vae, components.image_encoder)
     if weight_dtype != torch.float32:  # export the frozen parts in their original precision
@@ -152,16 +164,7 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
         accelerator.load_state(str(resume_from))
         logger.info("resumed from %s at step %d", resume_from, state.step)
 
-    # 2. Data: the data position is the micro-batch counter
-    if dataset is None:
-        dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.split, cfg.train.seed)
-    if val_dataset is None and kind.validates and cfg.validation.every > 0:
-        try:
-            val_dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.val_split,
-                                         cfg.validation.seed, train=False)
-        except JointPortraitError:
-            logger.warning("no '%s' split; validating on training samples", cfg.data.val_split)
-            val_dataset = dataset
+    # 3. Sampler: the data position is the micro-batch counter
     accum = cfg.train.gradient_accumulation_steps
     sampler = StepBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, rank=accelerator.process_index,
                                num_replicas=accelerator.num_processes, start=state.micro_batches)
@@ -172,7 +175,7 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
     if unet is not None and unet.config.in_channels == STAGE2_CHANNELS:
         mask_sampler = MaskSampler(cfg.masks.tasks, cfg.masks.spatial)
 
-    # 3. The loop
+    # 4. The loop
     if accelerator.is_main_process:
         accelerator.init_trackers("train")
         logger.info("effective batch %d = %d per process x %d accumulation x %d processes",
@@ -236,7 +239,7 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
             _validate(accelerator, cfg, kind, components, model, ema, val_dataset, state.step, output_dir)
     progress.close()
 
-    # 4. Export (EMA weights when EMA is on) in the layout JointPortraitPipeline.from_pretrained loads
+    # 5. Export (EMA weights when EMA is on) in the layout JointPortraitPipeline.from_pretrained loads
     final_dir = output_dir / "final"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -250,7 +253,8 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
         logger.info("exported %s", final_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return TrainResult(final_dir, state, losses, accelerator.num_processes, accelerator.unwrap_model(model))
+    return TrainResult(final_dir, state, losses, accelerator.num_processes, accelerator.unwrap_model(model),
+                       accelerator.is_main_process)
 
 
 def _validate(accelerator, cfg: RunConfig, kind, components: Components, model, ema, val_dataset, step: int,
