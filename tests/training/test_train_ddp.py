@@ -21,7 +21,9 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path):
         "model": {"base": "tiny"},
         "data": {"resolution": 64},
         "optim": {"learning_rate": 1e-3},
-        "train": {"batch_size": 1, "gradient_accumulation_steps": 2, "max_steps": 3, "checkpoint_every": 3},
+        # dropout 0.5 with batch 1: some micro-batches drop every reference (the DDP unused-parameter case)
+        "train": {"batch_size": 1, "gradient_accumulation_steps": 2, "max_steps": 3, "checkpoint_every": 3,
+                  "reference_dropout": 0.5},
         "validation": {"every": 0},
     }))
     out = tmp_path / "run"

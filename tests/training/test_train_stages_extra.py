@@ -59,3 +59,18 @@ def test_vae_stage_then_baseline_on_the_trained_vae(synth_data, tmp_path):
     assert parts["unet"].config.in_channels == 8 and parts["unet"].config.out_channels == 4
     assert parts["unet"].config.sample_size == 16  # 64 px through a 3-level VAE
     assert parts["vae"].config.scaling_factor == pytest.approx(scale)
+
+
+def test_max_minutes_stops_early_with_a_checkpoint_and_an_export(synth_data, tmp_path):
+    cfg = _cfg(synth_data, "joint")
+    cfg.train.max_steps = 1000
+    cfg.train.max_minutes = 1e-6  # past the deadline right after the first step
+    result = train(cfg, tmp_path / "run")
+    assert 0 <= result.state.step < 1000
+    assert (tmp_path / "run" / f"checkpoint-{result.state.step}").is_dir()
+    assert (result.final_dir / "model_index.json").exists()
+
+
+def test_max_minutes_accepts_integers_from_the_command_line():
+    cfg = config_from_dict({"train": {"max_minutes": 5}})
+    assert cfg.train.max_minutes == 5.0

@@ -148,6 +148,10 @@ class ReferenceAttnProcessor:
 
         if not reading:
             out = _attend(attn, query, key, value, attention_mask)
+            if keep is not None and torch.is_grad_enabled():
+                # Every row dropped its reference: keep the ReferenceNet in the graph with a zero
+                # gradient, so data-parallel training sees the same parameters used on every process.
+                out = out + 0.0 * reference_bank.features[self.name].sum()
         elif keep is None or bool(keep.all()):
             k_ref, v_ref = self._reference_kv(attn, reference_bank, None)  # (B, M, C)
             mask = None if attention_mask is None else F.pad(attention_mask, (0, k_ref.shape[1]))

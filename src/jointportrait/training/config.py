@@ -89,6 +89,7 @@ class TrainConfig:
     batch_size: int = 4  # per process; effective batch = batch_size * gradient_accumulation_steps * processes
     gradient_accumulation_steps: int = 8
     max_steps: int = 30_000  # optimizer steps
+    max_minutes: float | None = None  # also stop (checkpoint, export) after this many minutes of this process's loop
     checkpoint_every: int = 1000
     checkpoints_total_limit: int = 3  # keep the last K complete checkpoints
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"

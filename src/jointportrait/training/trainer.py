@@ -63,6 +63,12 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def _out_of_time(accelerator, deadline: float) -> bool:
+    """True on every process once the main process is past ``deadline`` (ranks stop at the same step)."""
+    flag = torch.tensor([float(time.monotonic() > deadline)], device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum") > 0)
+
+
 def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
@@ -71,9 +77,9 @@ def _make_accelerator(cfg: RunConfig, output_dir: Path):
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
-    # When every sample of a process's micro-batch drops its reference, the reader layers skip the
-    # ReferenceNet features, so the ReferenceNet gets no gradient on that process: DDP must allow it.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.train.reference_dropout > 0)
+    # No unused parameters: ReferenceNet parts that feed no reader are frozen, and a micro-batch whose
+    # samples all drop their reference still touches the reference features (with a zero gradient).
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=False)
     return Accelerator(
         kwargs_handlers=[ddp],
         mixed_precision=cfg.train.mixed_precision,
@@ -184,7 +190,12 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
     progress = tqdm(total=cfg.train.max_steps, initial=state.step, desc="train",
                     disable=not accelerator.is_local_main_process)
     losses: list[float] = []
+    deadline = None if cfg.train.max_minutes is None else time.monotonic() + 60.0 * cfg.train.max_minutes
     while state.step < cfg.train.max_steps:
+        if deadline is not None and _out_of_time(accelerator, deadline):
+            logger.info("train.max_minutes reached at step %d: stopping early", state.step)
+            save_checkpoint(accelerator, output_dir, state.step, cfg.train.checkpoints_total_limit)
+            break
         start = time.perf_counter()
         totals = torch.zeros(3, device=accelerator.device)  # loss, loss_rgb, loss_depth summed over micro-batches
         for micro in range(accum):
