@@ -11,8 +11,8 @@ from jointportrait.errors import InputError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     parser.add_argument("--minutes", type=float, default=15.0,
-                        help="training budget; every stage's steps scale with it (default 15: ~20 min in all on 2 cores)")
-    parser.add_argument("--steps", type=int, default=None, help="fixed optimizer steps for every training stage")
+                        help="training budget in minutes, shared by the stages (default 15: about 20 min in all on 2 cores)")
+    parser.add_argument("--steps", type=int, default=None, help="fixed optimizer steps per stage instead of a time budget (repeatable runs)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--face-model", default=None, help="face model .npz (default: the shared ICT model if present)")
