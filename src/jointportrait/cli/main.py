@@ -22,6 +22,7 @@ from jointportrait.errors import JointPortraitError
 COMMANDS: dict[str, tuple[str, str]] = {
     "create": ("create", "write a joint model folder from a local SD 1.5 model, or a tiny random one"),
     "generate": ("generate", "reference image -> RGB + depth samples"),
+    "track": ("track", "video + 68-point landmarks -> tracked face model, pseudo ground-truth depth, manifest"),
     "demo": ("demo", "the end-to-end showcase on an embedded default"),
 }
 
