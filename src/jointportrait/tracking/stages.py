@@ -4,8 +4,10 @@ In the style of the public face trackers (Face2Face, DECA/MICA-style
 optimisers, metrical-tracker):
 
 1. :func:`rigid_init` - closed-form head pose per frame from the landmarks and
-   the mean face (EPnP + Levenberg-Marquardt in OpenCV), over a small grid of
-   focal lengths, keeping the one with the least reprojection error.
+   the mean face (EPnP + Levenberg-Marquardt in OpenCV) at the prior focal
+   length. Landmarks hardly constrain the focal length (the landmark energy
+   of a clip is flat within 1 % between 10 and 40 degrees field of view), so
+   it starts at ``fov_degrees`` and is held near it by a log-normal prior.
 2. :func:`fit_landmarks` - L-BFGS on the landmark energy: first rigid pose and
    focal only, then also identity (one code per clip) and expression, with
    Gaussian priors and temporal smoothness on pose and expression.
@@ -21,6 +23,7 @@ weights do not depend on the clip length.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +54,9 @@ from jointportrait.tracking.shading import irradiance
 
 logger = logging.getLogger(__name__)
 
+# Adam step sizes of the photometric stage relative to ``learning_rate``: per unit of each parameter
+PHOTOMETRIC_RATES = {"identity": 2.0, "expression": 2.0, "rotation": 0.02, "translation": 1.0, "log_focal": 0.02,
+                     "albedo": 1.0, "sh": 1.0}
 Progress = Callable[[str, int], object]  # (description, total) -> object with update(n) and close()
 
 
@@ -60,7 +66,8 @@ class TrackerConfig:
 
     shared_identity: bool = True
     photometric: bool = True
-    fov_grid_degrees: tuple[float, ...] = (10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0)
+    fov_degrees: float = 25.0  # prior horizontal field of view of the longest image side
+    focal_prior: float = 10.0  # weight of (log f - log f_prior)^2
     rigid_steps: int = 30
     shape_steps: int = 60
     photometric_steps: tuple[int, ...] = (40, 30, 20)
@@ -72,7 +79,7 @@ class TrackerConfig:
     expression_prior: float = 1.0
     pose_smoothness: float = 50.0  # per frame step, rad^2 and (cm / 10)^2
     expression_smoothness: float = 2.0
-    photometric_weight: float = 200.0
+    photometric_weight: float = 10000.0
     albedo_smoothness: float = 2000.0
     learning_rate: float = 0.01
     diverged_error: float = 0.15  # median landmark error / inter-ocular distance that counts as diverged
@@ -84,30 +91,27 @@ def landmark_weights(config: TrackerConfig) -> torch.Tensor:
     return weights
 
 
+def prior_focal(height: int, width: int, config: TrackerConfig) -> float:
+    return focal_from_fov(max(height, width), config.fov_degrees)
+
+
 def rigid_init(model: FaceModel, landmarks: np.ndarray, height: int, width: int,
-               config: TrackerConfig) -> tuple[np.ndarray, np.ndarray, float]:
-    """Rotation ``(F, 3)`` axis-angle, translation ``(F, 3)`` and focal length of landmarks ``(F, 68, 2)``,
-    fitting the mean face's landmarks (EPnP, then LM refinement) for every focal of the grid."""
+               focal: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation ``(F, 3)`` axis-angle and translation ``(F, 3)`` of landmarks ``(F, 68, 2)``: the mean face's
+    landmarks posed by EPnP, then refined by Levenberg-Marquardt on the reprojection error."""
     obj = (model.neutral[model.landmark_indices] @ MODEL_TO_OPENCV.T).double().numpy()  # (68, 3)
-    best = None
-    for fov in config.fov_grid_degrees:
-        f = focal_from_fov(max(height, width), fov)
-        K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1.0]])
-        rots, trans, err = [], [], 0.0
-        for pts in landmarks.astype(np.float64):
-            ok, rvec, tvec = cv2.solvePnP(obj, pts, K, None, flags=cv2.SOLVEPNP_EPNP)
-            if not ok or tvec[2, 0] <= 0:
-                # a pose straight in front of the camera at the distance the face's size implies
-                tvec = np.array([[0.0], [0.0], [f * 10.0 / max(np.ptp(pts[:, 0]), 1.0)]])
-                rvec = np.zeros((3, 1))
-            rvec, tvec = cv2.solvePnPRefineLM(obj, pts, K, None, rvec, tvec)
-            proj, _ = cv2.projectPoints(obj, rvec, tvec, K, None)
-            err += float(np.sum((proj[:, 0] - pts) ** 2))
-            rots.append(rvec[:, 0])
-            trans.append(tvec[:, 0])
-        if best is None or err < best[0]:
-            best = (err, np.stack(rots), np.stack(trans), f)
-    return best[1], best[2], best[3]
+    K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
+    rots, trans = [], []
+    for pts in landmarks.astype(np.float64):
+        ok, rvec, tvec = cv2.solvePnP(obj, pts, K, None, flags=cv2.SOLVEPNP_EPNP)
+        if not ok or tvec[2, 0] <= 0:
+            # straight in front of the camera, at the distance the face's width implies
+            tvec = np.array([[0.0], [0.0], [focal * 10.0 / max(np.ptp(pts[:, 0]), 1.0)]])
+            rvec = np.zeros((3, 1))
+        rvec, tvec = cv2.solvePnPRefineLM(obj, pts, K, None, rvec, tvec)
+        rots.append(rvec[:, 0])
+        trans.append(tvec[:, 0])
+    return np.stack(rots), np.stack(trans)
 
 
 def _landmark_terms(model: FaceModel, params: TrackParams, landmarks: torch.Tensor, weights: torch.Tensor,
@@ -121,6 +125,7 @@ def _landmark_terms(model: FaceModel, params: TrackParams, landmarks: torch.Tens
     energy = energy + config.pose_smoothness * (temporal_smoothness(params.rotation)
                                                 + temporal_smoothness(params.translation / 10.0))
     energy = energy + config.expression_smoothness * temporal_smoothness(params.expression)
+    energy = energy + config.focal_prior * (params.log_focal[0] - math.log(prior_focal(height, width, config))) ** 2
     return energy / (params.num_frames * NUM_LANDMARKS)
 
 
@@ -209,13 +214,11 @@ def fit_photometric(model: FaceModel, params: TrackParams, frames: torch.Tensor,
     target_fine = nnf.interpolate(frames.permute(0, 3, 1, 2), size=finest[:2], mode="area").permute(0, 2, 3, 1)
     init_albedo(model, params, triangles, target_fine, params.intrinsics(height, width, finest[2]))
 
-    rates = {"identity": 2.0, "expression": 2.0, "rotation": 0.02, "translation": 1.0, "log_focal": 0.02,
-             "albedo": 1.0, "sh": 1.0}
     errors = []
     for (h, w, scale), steps in zip(levels, config.photometric_steps, strict=True):
         target = nnf.interpolate(frames.permute(0, 3, 1, 2), size=(h, w), mode="area").permute(0, 2, 3, 1)
         groups = [{"params": [getattr(params, n).requires_grad_(True)], "lr": config.learning_rate * r}
-                  for n, r in rates.items()]
+                  for n, r in PHOTOMETRIC_RATES.items()]
         optimizer = torch.optim.Adam(groups)
         bar = progress(f"photometric {w}x{h}", steps) if progress else None
         error = torch.tensor(float("nan"))
@@ -236,6 +239,6 @@ def fit_photometric(model: FaceModel, params: TrackParams, frames: torch.Tensor,
             bar.close()
         errors.append(float(error.detach()))
         logger.info("photometric level %dx%d: error %.4f", w, h, errors[-1])
-    for name in rates:
+    for name in PHOTOMETRIC_RATES:
         getattr(params, name).requires_grad_(False)
     return errors

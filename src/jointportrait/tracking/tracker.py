@@ -27,6 +27,7 @@ from jointportrait.tracking.stages import (
     TrackerConfig,
     fit_landmarks,
     fit_photometric,
+    prior_focal,
     rigid_init,
 )
 
@@ -94,11 +95,11 @@ def track_clip(model: FaceModel, frames: np.ndarray, landmarks: np.ndarray, conf
         raise ValueError(f"landmarks must be ({num}, 68, 2), got {tuple(landmarks.shape)}")
     lmk = torch.from_numpy(np.ascontiguousarray(landmarks, dtype=np.float32))
 
-    rotation, translation, focal = rigid_init(model, landmarks, height, width, config)
+    focal = prior_focal(height, width, config)
+    rotation, translation = rigid_init(model, landmarks, height, width, focal)
     params = TrackParams.initial(model, num, focal, shared_identity=config.shared_identity)
     params.rotation.copy_(torch.from_numpy(rotation))
     params.translation.copy_(torch.from_numpy(translation))
-    logger.info("rigid init: focal %.1f px", focal)
     fit_landmarks(model, params, lmk, height, width, config, shape=False, steps=config.rigid_steps,
                   progress=progress)
     fit_landmarks(model, params, lmk, height, width, config, shape=True, steps=config.shape_steps,

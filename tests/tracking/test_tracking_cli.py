@@ -1,0 +1,78 @@
+"""``jointportrait track`` end to end on a tiny synthetic clip: outputs follow the dataset contract."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from jointportrait.cli.main import main
+from jointportrait.io import load_depth
+from jointportrait.tracking.video import read_frames
+
+from conftest import make_clip
+
+
+def _write_inputs(tmp_path, clip):
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for f, frame in enumerate(clip.frames):
+        Image.fromarray(frame).save(frames_dir / f"{f:03d}.png")
+    np.save(tmp_path / "landmarks.npy", clip.landmarks)
+    return frames_dir, tmp_path / "landmarks.npy"
+
+
+def test_track_writes_a_wild_dataset(tmp_path, face_model_path, capsys):
+    clip = make_clip(None, num_frames=4, size=64, seed=3)
+    frames_dir, landmarks = _write_inputs(tmp_path, clip)
+    out = tmp_path / "out"
+    argv = ["track", "--video", str(frames_dir), "--landmarks", str(landmarks), "--out", str(out),
+            "--subject", "p001", "--split", "val", "--no-photometric"]
+    assert main(argv) == 0
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in records] == [0, 1, 2, 3]
+    for r in records:
+        assert (r["source"], r["subject"], r["clip"], r["split"]) == ("wild", "p001", "p001_c00", "val")
+        image = np.asarray(Image.open(out / r["image"]))
+        depth = load_depth(out / r["depth"])
+        mask = np.asarray(Image.open(out / r["mask"])) == 255
+        skin = np.asarray(Image.open(out / r["skin_mask"])) == 255
+        np.testing.assert_array_equal(image, clip.frames[r["frame"]])
+        assert depth.shape == mask.shape == skin.shape == (64, 64)
+        assert np.all(depth[mask] > 0) and np.all(depth[~mask] == 0) and not np.any(skin & ~mask)
+        K = np.asarray(r["intrinsics"])
+        assert K[0, 0] == K[1, 1] > 0 and K[0, 2] == K[1, 2] == 31.5
+        preview = np.asarray(Image.open(out / r["depth_preview"]))
+        assert preview.dtype == np.uint16 and np.all((preview > 0) == mask)
+    summary = json.loads((out / "track.json").read_text())
+    assert len(summary["landmark_error_px"]) == 4 and max(summary["landmark_error_px"]) < 2.0
+    overlay = next(p for p in out.iterdir() if p.stem == "overlay")
+    assert len(read_frames(overlay)[0]) == 4 if overlay.suffix == ".mp4" else overlay.suffix == ".gif"
+    assert "wrote 4 frames" in capsys.readouterr().out
+
+    # existing outputs are kept unless --overwrite
+    assert main(argv) == 2
+    assert "exists already" in capsys.readouterr().err
+
+
+def test_track_rejects_bad_landmarks_and_diverged_fits(tmp_path, capsys):
+    clip = make_clip(None, num_frames=3, size=64, seed=4)
+    frames_dir, landmarks = _write_inputs(tmp_path, clip)
+    np.save(tmp_path / "short.npy", clip.landmarks[:2])
+    out = tmp_path / "out"
+    assert main(["track", "--video", str(frames_dir), "--landmarks", str(tmp_path / "short.npy"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "short.npy" in err and "\n" not in err
+
+    # landmarks of three unrelated faces in a row cannot be explained by one head: reported, not written
+    scrambled = clip.landmarks.copy()
+    rng = np.random.default_rng(0)
+    for f in range(3):
+        scrambled[f] = scrambled[f][rng.permutation(68)]
+    np.save(tmp_path / "scrambled.npy", scrambled)
+    assert main(["track", "--video", str(frames_dir), "--landmarks", str(tmp_path / "scrambled.npy"),
+                 "--out", str(out), "--no-photometric"]) == 2
+    assert "diverged" in capsys.readouterr().err
+    assert not (out / "manifest.jsonl").exists()
