@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "reference image -> RGB + depth samples"),
     "track": ("track", "video + 68-point landmarks -> tracked face model, pseudo ground-truth depth, manifest"),
     "demo": ("demo", "the end-to-end showcase on an embedded default"),
+    "render-depth": ("render_depth", "meshes + cameras -> depth maps, previews and coverage masks"),
+    "synth": ("synth", "synthetic studio images or clips with exact depth, masks and parameters"),
 }
 
 

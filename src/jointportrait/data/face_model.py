@@ -100,10 +100,12 @@ class FaceModel:
     def project_blendshapes(self, weights: torch.Tensor) -> torch.Tensor:
         """Blendshape weights ``(B, 53)`` -> the PCA expression coefficients ``(B, 25)`` nearest to them on the
         face region (least squares; exact when the weights lie in the span of the 25 components)."""
-        face = self.vertex_region == FACE_REGION
-        target = torch.einsum("bj,jvc->bvc", weights.double(), self.blendshapes[:, face].double())  # (B, Vf, 3)
-        basis = self.expression_basis[:, face].flatten(1).double()  # (25, 3Vf)
-        return torch.linalg.lstsq(basis.T, target.flatten(1).T).solution.T.float()  # (B, 25)
+        if "blend_to_pca" not in self.extras:  # linear in the weights: solve once for all 53 blendshapes
+            face = self.vertex_region == FACE_REGION
+            basis = self.expression_basis[:, face].flatten(1).double()  # (25, 3Vf)
+            shapes = self.blendshapes[:, face].flatten(1).double()  # (53, 3Vf)
+            self.extras["blend_to_pca"] = torch.linalg.lstsq(basis.T, shapes.T).solution  # (25, 53)
+        return (weights.double() @ self.extras["blend_to_pca"].T).float()  # (B, 25)
 
     def landmarks(self, vertices: torch.Tensor) -> torch.Tensor:
         """The 68 landmark positions ``(B, 68, 3)`` of vertices ``(B, V, 3)``."""

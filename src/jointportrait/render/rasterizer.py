@@ -65,12 +65,14 @@ class Fragments:
 def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
     """Area-weighted unit vertex normals ``(B, V, 3)`` of vertices ``(B, V, 3)`` (counter-clockwise = front)."""
     tris = triangles.long()
+    batch, num_v = vertices.shape[:2]
     v0, v1, v2 = vertices[:, tris[:, 0]], vertices[:, tris[:, 1]], vertices[:, tris[:, 2]]  # (B, F, 3)
     face_n = torch.linalg.cross(v1 - v0, v2 - v0)  # (B, F, 3), length = 2 * area
-    normals = torch.zeros_like(vertices)
-    for corner in range(3):
-        normals = normals.index_add(1, tris[:, corner], face_n)
-    return torch.nn.functional.normalize(normals, dim=-1, eps=1e-12)
+    # one scatter over the flattened (B*V) vertices for all three corners
+    index = (torch.arange(batch, device=vertices.device)[:, None, None] * num_v + tris[None]).reshape(-1)
+    contrib = face_n[:, :, None, :].expand(-1, -1, 3, -1).reshape(-1, 3)  # (B*F*3, 3)
+    normals = torch.zeros(batch * num_v, 3, dtype=vertices.dtype, device=vertices.device).index_add(0, index, contrib)
+    return torch.nn.functional.normalize(normals.view(batch, num_v, 3), dim=-1, eps=1e-12)
 
 
 def _bucket_sizes(extent: torch.Tensor) -> torch.Tensor:
