@@ -88,6 +88,12 @@ def make_clip(model_path, num_frames: int = 6, size: int = 96, seed: int = 0, no
 
 
 @pytest.fixture(scope="session")
+def clip_factory():
+    """:func:`make_clip`, for tests that need their own clip."""
+    return make_clip
+
+
+@pytest.fixture(scope="session")
 def synthetic_clip() -> Clip:
     """Six frames at 96 px of the procedural head (fast; the ICT model is measured in the benchmark)."""
     return make_clip(None)

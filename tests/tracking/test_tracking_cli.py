@@ -8,10 +8,9 @@ import numpy as np
 from PIL import Image
 
 from jointportrait.cli.main import main
+from jointportrait.data.datasets import ClipDataset, FrameDataset
 from jointportrait.io import load_depth
 from jointportrait.tracking.video import read_frames
-
-from conftest import make_clip
 
 
 def _write_inputs(tmp_path, clip):
@@ -23,8 +22,8 @@ def _write_inputs(tmp_path, clip):
     return frames_dir, tmp_path / "landmarks.npy"
 
 
-def test_track_writes_a_wild_dataset(tmp_path, face_model_path, capsys):
-    clip = make_clip(None, num_frames=4, size=64, seed=3)
+def test_track_writes_a_wild_dataset(tmp_path, clip_factory, capsys):
+    clip = clip_factory(None, num_frames=4, size=64, seed=3)
     frames_dir, landmarks = _write_inputs(tmp_path, clip)
     out = tmp_path / "out"
     argv = ["track", "--video", str(frames_dir), "--landmarks", str(landmarks), "--out", str(out),
@@ -51,13 +50,22 @@ def test_track_writes_a_wild_dataset(tmp_path, face_model_path, capsys):
     assert len(read_frames(overlay)[0]) == 4 if overlay.suffix == ".mp4" else overlay.suffix == ".gif"
     assert "wrote 4 frames" in capsys.readouterr().out
 
+    # the training datasets read the folder directly
+    frames = FrameDataset(out, size=64, source="wild")
+    sample = frames[1]
+    assert len(frames) == 4 and sample["subject"] == "p001"
+    assert sample["image"].shape == (3, 64, 64) and sample["depth"].shape == sample["valid"].shape == (1, 64, 64)
+    np.testing.assert_array_equal(sample["valid"][0].numpy() > 0, np.asarray(Image.open(out / records[1]["mask"])) > 0)
+    window = ClipDataset(out, size=64, num_frames=2, num_motion_frames=2)[0]
+    assert window["depth"].shape == (2, 1, 64, 64) and window["clip"] == "p001_c00"
+
     # existing outputs are kept unless --overwrite
     assert main(argv) == 2
     assert "exists already" in capsys.readouterr().err
 
 
-def test_track_rejects_bad_landmarks_and_diverged_fits(tmp_path, capsys):
-    clip = make_clip(None, num_frames=3, size=64, seed=4)
+def test_track_rejects_bad_landmarks_and_diverged_fits(tmp_path, clip_factory, capsys):
+    clip = clip_factory(None, num_frames=3, size=64, seed=4)
     frames_dir, landmarks = _write_inputs(tmp_path, clip)
     np.save(tmp_path / "short.npy", clip.landmarks[:2])
     out = tmp_path / "out"

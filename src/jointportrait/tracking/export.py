@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from jointportrait.data.manifest import MANIFEST_NAME, write_manifest
 from jointportrait.io import PNG16_MAX, check_writable, save_depth_npy, save_depth_png16
 from jointportrait.tracking.overlay import overlay_frames
 from jointportrait.tracking.stages import TrackerConfig
 from jointportrait.tracking.tracker import TrackResult
 from jointportrait.tracking.video import write_video
-
-MANIFEST_NAME = "manifest.jsonl"
 
 
 def output_paths(out: Path, clip: str, num_frames: int) -> list[Path]:
@@ -75,6 +74,5 @@ def write_clip(out: Path, frames: np.ndarray, result: TrackResult, *, subject: s
     check_writable(out / "track.json", overwrite).write_text(json.dumps(summary, indent=1) + "\n")
     overlay = overlay_frames(frames, result.mask, result.normals, result.landmarks, result.fitted_landmarks)
     write_video(check_writable(out / "overlay.mp4", overwrite), overlay, fps)
-    manifest = check_writable(out / MANIFEST_NAME, overwrite)
-    manifest.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    write_manifest(check_writable(out / MANIFEST_NAME, overwrite), records)
     return records
