@@ -10,9 +10,9 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from jointportrait.errors import InputError, MissingPathError
+from jointportrait.tracking.evaluation import aligned_abs_rel
 from jointportrait.tracking.landmarks import interocular_distance, load_landmarks
 from jointportrait.tracking.losses import mesh_edges, temporal_smoothness
-from jointportrait.tracking.metrics import aligned_abs_rel
 from jointportrait.tracking.params import TrackParams, axis_angle_to_matrix, project
 from jointportrait.tracking.shading import irradiance
 
