@@ -85,4 +85,4 @@ def test_track_rejects_bad_landmarks_and_diverged_fits(tmp_path, tiny_video, fac
     assert main(["track", "--video", str(frames_dir), "--landmarks", str(tmp_path / "scrambled.npy"),
                  "--out", str(out), "--no-photometric"]) == 2
     assert "diverged" in capsys.readouterr().err
-    assert not (out / "manifest.jsonl").exists()
+    assert not out.exists()

@@ -32,9 +32,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from jointportrait.cli.common import check_outputs_free
     from jointportrait.data.face_model import default_face_model_path, load_face_model
-    from jointportrait.errors import InputError, JointPortraitError
+    from jointportrait.errors import InputError, JointPortraitError, OutputExistsError
     from jointportrait.tracking.export import output_paths, write_clip
     from jointportrait.tracking.landmarks import load_landmarks
     from jointportrait.tracking.stages import TrackerConfig
@@ -47,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     landmarks = load_landmarks(args.landmarks, num_frames=frames.shape[0])
     subject = args.subject or args.video.stem
     clip = args.clip or f"{subject}_c00"
-    check_outputs_free(output_paths(args.out, clip, frames.shape[0]), args.overwrite)
+    existing = [p for p in output_paths(args.out, clip, frames.shape[0]) if p.exists()]
+    if existing and not args.overwrite:  # checked before the fit; nothing is created until it converged
+        raise OutputExistsError(f"{existing[0]}: exists already (pass --overwrite to replace it)")
     model = load_face_model(args.face_model or default_face_model_path(), strict=args.face_model is not None)
     print(f"tracking {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]} with the {model.name} model")
     config = TrackerConfig(photometric=not args.no_photometric, shared_identity=not args.per_frame_identity,
