@@ -27,3 +27,17 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def face_model_path() -> Path | None:
     """The shared ICT face model when present (tests that need it fall back to the procedural head)."""
     return FACE_MODEL if FACE_MODEL.exists() else None
+
+
+@pytest.fixture(scope="session")
+def tiny_stage2_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny joint model whose denoiser is widened to the 18-channel stage-2 (inpainting) input."""
+    from jointportrait.loading import create_tiny_joint_model
+    from jointportrait.models.widen import widen_unet
+    from jointportrait.pipelines.pipeline_joint_portrait import JointPortraitPipeline
+
+    components = create_tiny_joint_model(seed=0).components
+    components["unet"] = widen_unet(components["unet"], 18, 8)
+    out = tmp_path_factory.mktemp("tiny_joint_stage2")
+    JointPortraitPipeline(**components).save_pretrained(out, safe_serialization=True)
+    return out

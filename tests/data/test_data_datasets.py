@@ -11,7 +11,7 @@ import torch
 
 from jointportrait.data.datasets import ClipDataset, FrameDataset, MixedDataset, resize_and_crop
 from jointportrait.depth_codec import normalize_depth
-from jointportrait.errors import InputError
+from jointportrait.errors import InputError, MissingPathError
 
 
 def test_frame_sample_follows_the_contract(still_dataset):
@@ -103,3 +103,12 @@ def test_nan_inside_mask_is_an_error_naming_file_and_line(tmp_path, still_datase
     np.save(root / target, depth)
     with pytest.raises(InputError, match=rf"manifest.jsonl line 2: depth .*{target.split('/')[-1]} has NaN/inf"):
         ds[1]
+
+
+def test_file_removed_after_reading_the_manifest_names_file_and_line(tmp_path, still_dataset):
+    root = tmp_path / "copy"
+    shutil.copytree(still_dataset, root)
+    ds = FrameDataset(root, size=16)
+    ds.records[2].image.unlink()
+    with pytest.raises(MissingPathError, match=r"manifest.jsonl line 3: .*s0001_f0000.png"):
+        ds[2]

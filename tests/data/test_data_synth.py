@@ -81,6 +81,9 @@ def test_depth_matches_ray_casting_the_stored_parameters(still_dataset):
     loc, ray_idx, _ = RayMeshIntersector(mesh).intersects_location(np.zeros_like(dirs), dirs, multiple_hits=False)
     ref = np.zeros(size * size)
     ref[ray_idx] = loc[:, 2]
+    # the stored 2-D landmarks are the projections of the landmark vertices
+    lm = cam[model.landmark_indices.numpy()]
+    np.testing.assert_allclose(p["landmarks_2d"], (lm @ K.T)[:, :2] / lm[:, 2:], atol=1e-3)
     ours = np.load(record.depth).reshape(-1)
     both = (ref > 0) & (ours > 0)
     assert both.sum() > 50

@@ -55,6 +55,17 @@ def test_triangle_coverage_follows_pixel_centres():
     assert int(frags.mask.sum()) == 45
     assert frags.mask[0, 0, 8] and frags.mask[0, 4, 4] and not frags.mask[0, 5, 4]
     assert frags.triangle_id[0, 9, 9] == -1 and frags.depth[0, 9, 9] == 0
+    torch.testing.assert_close(frags.depth[frags.mask], torch.ones(45))
+
+
+def test_orthographic_slanted_depth():
+    # plane z = 2 + 0.25 x seen orthographically with 2 px per unit: z at column j is 2 + 0.25 (j - 4) / 2
+    verts = torch.tensor([[-4.0, -4, 1], [4, -4, 3], [4, 4, 3], [-4, 4, 1]])[None]
+    cam = OrthographicCamera(scale=[2.0, 2.0], principal_point=[4.0, 4.0])
+    frags = rasterize(verts, torch.tensor([[0, 1, 2], [0, 2, 3]]), cam, 8, 8)
+    assert frags.mask.all()
+    expected = 2.0 + 0.25 * (torch.arange(8.0) - 4.0) / 2.0
+    torch.testing.assert_close(frags.depth[0], expected.expand(8, 8))
 
 
 def test_nearest_surface_wins():
@@ -109,6 +120,11 @@ def test_batch_items_are_independent():
     single = rasterize(batch[1:], tris, PerspectiveCamera(intrinsics_matrix(12.0, 12.0, 7.5, 7.5)), 16, 16)
     torch.testing.assert_close(frags.depth[1:], single.depth)
     assert not torch.equal(frags.mask[0], frags.mask[1])
+    # one camera and one attribute set serve the whole batch
+    shared = rasterize(batch, tris, PerspectiveCamera(intrinsics_matrix(12.0, 12.0, 7.5, 7.5)), 16, 16)
+    torch.testing.assert_close(shared.depth, frags.depth)
+    ones = interpolate(torch.ones(1, 4, 2), shared)
+    torch.testing.assert_close(ones[..., 0], shared.mask.float())
 
 
 def _embree_depth(vertices: np.ndarray, triangles: np.ndarray, K: np.ndarray, size: int):

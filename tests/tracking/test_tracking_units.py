@@ -10,7 +10,6 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from jointportrait.errors import InputError, MissingPathError
-from jointportrait.tracking.evaluation import aligned_abs_rel
 from jointportrait.tracking.landmarks import interocular_distance, load_landmarks
 from jointportrait.tracking.losses import mesh_edges, temporal_smoothness
 from jointportrait.tracking.params import TrackParams, axis_angle_to_matrix, project
@@ -34,15 +33,6 @@ def test_pyramid_intrinsics_follow_area_resampling():
     np.testing.assert_allclose(half.numpy(), ((full + 0.5) * 0.25 - 0.5).numpy(), atol=1e-4)
     # centre pixel of a 160x120 frame: (79.5, 59.5); focal 300 px
     np.testing.assert_allclose(full.numpy(), [79.5 + 300 * 2 / 50, 59.5 - 300 * 1.5 / 50], atol=1e-4)
-
-
-def test_aligned_abs_rel_by_hand():
-    g = np.array([[1.0, 2.0], [3.0, 4.0]])
-    mask = np.ones_like(g, bool)
-    assert aligned_abs_rel(0.5 * g - 7.0, g, mask) == pytest.approx(0.0, abs=1e-12)
-    # p = (0, 0, 1, 1) against g = (1, 2, 3, 4): lstsq gives s = 2, t = 1.5 -> errors .5, .5, .5, .5
-    p = np.array([[0.0, 0.0], [1.0, 1.0]])
-    assert aligned_abs_rel(p, g, mask) == pytest.approx((0.5 / 1 + 0.5 / 2 + 0.5 / 3 + 0.5 / 4) / 4)
 
 
 def test_irradiance_of_uniform_light_and_smoothness():

@@ -10,7 +10,9 @@ from jointportrait.cli.common import (
     check_outputs_free,
     collect_files,
     depth_output_paths,
+    generator_for,
     load_pipeline,
+    run_batch,
     save_depth_outputs,
 )
 from jointportrait.errors import JointPortraitError
@@ -25,9 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
-
     from jointportrait.io import load_image, save_image
 
     if args.num_samples < 1:
@@ -37,26 +36,20 @@ def run(args: argparse.Namespace) -> int:
     files = collect_files(args.reference)
     pipe = load_pipeline(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    for path in tqdm(files, desc="generate", unit="image", disable=len(files) < 2):
-        try:
-            stems = [f"{path.stem}_{i:02d}" for i in range(args.num_samples)]
-            check_outputs_free(
-                [args.out / f"{s}.png" for s in stems]
-                + [p for s in stems for p in depth_output_paths(args.out, s).values()],
-                args.overwrite,
-            )
-            reference = load_image(path)
-            generator = torch.Generator("cpu").manual_seed(args.seed)
-            result = pipe(reference, num_images_per_reference=args.num_samples, num_inference_steps=args.steps,
-                          guidance_scale=args.guidance_scale, height=args.size, width=args.size, generator=generator)
-            for stem, image, depth in zip(stems, result.images, result.depths):
-                save_image(args.out / f"{stem}.png", image, overwrite=args.overwrite)
-                save_depth_outputs(args.out, stem, depth, args.overwrite)
-        except JointPortraitError as exc:
-            if len(files) == 1:
-                raise
-            failures += 1
-            print(f"error: {exc}")
-    print(f"wrote {len(files) - failures} of {len(files)} references to {args.out}")
-    return 1 if failures else 0
+
+    def process(path: Path) -> None:
+        stems = [f"{path.stem}_{i:02d}" for i in range(args.num_samples)]
+        check_outputs_free(
+            [args.out / f"{s}.png" for s in stems]
+            + [p for s in stems for p in depth_output_paths(args.out, s).values()],
+            args.overwrite,
+        )
+        reference = load_image(path)
+        result = pipe(reference, num_images_per_reference=args.num_samples, num_inference_steps=args.steps,
+                      guidance_scale=args.guidance_scale, height=args.size, width=args.size,
+                      generator=generator_for(args))
+        for stem, image, depth in zip(stems, result.images, result.depths):
+            save_image(args.out / f"{stem}.png", image, overwrite=args.overwrite)
+            save_depth_outputs(args.out, stem, depth, args.overwrite)
+
+    return run_batch(files, process, "generate", args.out)

@@ -22,6 +22,13 @@ from jointportrait.errors import JointPortraitError
 COMMANDS: dict[str, tuple[str, str]] = {
     "create": ("create", "write a joint model folder from a local SD 1.5 model, or a tiny random one"),
     "generate": ("generate", "reference image -> RGB + depth samples"),
+    "estimate-depth": ("estimate_depth", "photo -> relative depth, colour map and normals"),
+    "depth-to-image": ("depth_to_image", "depth map + identity reference -> portraits"),
+    "edit": ("edit", "regenerate a photo inside a mask to follow an edited depth"),
+    "relight": ("relight", "photo + depth -> normals, diffuse shading and a relit photo"),
+    "export": ("export", "photo + depth -> coloured point cloud or mesh (PLY, OBJ, GLB)"),
+    "evaluate": ("evaluate", "depth / image / video metrics of the paper's Tables 1-3 over folders"),
+    "train": ("train", "train stage 1 (joint learning) or stage 2 (inpainting fine-tune) on accelerate"),
     "track": ("track", "video + 68-point landmarks -> tracked face model, pseudo ground-truth depth, manifest"),
     "demo": ("demo", "the end-to-end showcase on an embedded default"),
     "render-depth": ("render_depth", "meshes + cameras -> depth maps, previews and coverage masks"),

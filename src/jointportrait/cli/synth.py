@@ -19,16 +19,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="face model .npz (default: ../shared/face_model/ict_face_model_light.npz if it "
                              "exists, else the built-in procedural head)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (the renderer's tensors are small: 1 is usually fastest)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     from tqdm import tqdm
 
     from jointportrait.data.face_model import default_face_model_path, load_face_model
     from jointportrait.data.synth import SynthConfig, write_dataset
 
-    for name in ("subjects", "frames_per_subject", "clip_length"):
+    for name in ("subjects", "frames_per_subject", "clip_length", "threads"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.size < 16 or args.size % 8:
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.out}: exists and is not a folder")
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         raise OutputExistsError(f"{args.out}: folder is not empty (pass --overwrite to write into it)")
+    torch.set_num_threads(args.threads)
     path = args.face_model if args.face_model is not None else default_face_model_path()
     model = load_face_model(path, strict=args.face_model is not None)
     print(f"face model: {model.name} ({model.source})")

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from jointportrait.data.manifest import FrameRecord, read_manifest
 from jointportrait.depth_codec import normalize_depth
-from jointportrait.errors import InputError
+from jointportrait.errors import InputError, JointPortraitError
 from jointportrait.io import load_depth, load_image
 
 
@@ -59,12 +59,12 @@ def load_frame(record: FrameRecord) -> dict[str, np.ndarray]:
     """Full-size arrays of one record: image (H, W, 3) uint8, depth (H, W) float32 (scaled), valid and
     skin (H, W) bool. Errors name the file and the manifest line."""
     where = record.where
-    image = np.array(load_image(record.image))
-    shape = image.shape[:2]
-    try:
+    try:  # files may have gone since the manifest was read: name the line too
+        image = np.array(load_image(record.image))
         depth = load_depth(record.depth) * record.depth_scale
-    except InputError as exc:
-        raise InputError(f"{where}: {exc}") from None
+    except JointPortraitError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    shape = image.shape[:2]
     if depth.shape != shape:
         raise InputError(f"{where}: depth {record.depth} is {depth.shape[1]}x{depth.shape[0]}, the image "
                          f"{shape[1]}x{shape[0]}")

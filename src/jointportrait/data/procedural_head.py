@@ -39,7 +39,7 @@ BLENDSHAPE_NAMES = [
 ]
 RADII = np.array([7.8, 10.5, 9.0])  # head half-axes x, y, z (cm)
 EYE_X, EYE_Y, EYE_RADIUS = 3.1, 1.8, 1.15
-# Face features: (centre x, y, z-offset-from-surface unused, sigma x, sigma y, height along the normal, cm).
+# Face features: (centre x, centre y, sigma x, sigma y, height along the normal), cm.
 FEATURES = [
     (0.0, -0.6, 1.1, 1.9, 2.2),  # nose
     (0.0, -2.6, 0.9, 0.5, 0.9),  # nose tip
@@ -95,11 +95,9 @@ def _gauss(xy: np.ndarray, cx: float, cy: float, sx: float, sy: float) -> np.nda
 
 def _landmark_template() -> np.ndarray:
     """68 Multi-PIE landmark positions (x, y) in cm on the front of the head, subject's right first."""
-    t = np.linspace(0.0, 1.0, 17)
-    angle = np.pi * (1.1 - 1.2 * t)  # jaw arc from the right ear (x < 0) under the chin to the left
-    jaw = np.stack([-6.6 * np.cos(angle) * -1.0, 1.0 - 9.0 * np.sin(np.clip(angle, 0, np.pi))], 1)
-    jaw[:, 0] = np.linspace(-6.6, 6.6, 17) * np.sqrt(np.clip(1.0 - 0.35 * np.sin(np.pi * t) ** 2, 0, 1))
-    jaw[:, 1] = 1.0 - 9.2 * np.sin(np.pi * t) ** 0.8
+    t = np.linspace(0.0, 1.0, 17)  # jaw line from the right ear (x < 0) under the chin to the left ear
+    jaw = np.stack([np.linspace(-6.6, 6.6, 17) * np.sqrt(1.0 - 0.35 * np.sin(np.pi * t) ** 2),
+                    1.0 - 9.2 * np.sin(np.pi * t) ** 0.8], 1)
     brow_r = np.stack([np.linspace(-5.0, -1.2, 5), 3.7 + 0.4 * np.sin(np.linspace(0, np.pi, 5))], 1)
     brow_l = brow_r[::-1] * [-1, 1]
     nose = np.concatenate([np.stack([np.zeros(4), np.linspace(1.8, -1.8, 4)], 1),

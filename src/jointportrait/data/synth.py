@@ -24,7 +24,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,14 +94,14 @@ class FrameParams:
     rotation_deg: np.ndarray  # (3,) yaw, pitch, roll
     translation: np.ndarray  # (3,) cm, model frame
     lighting: np.ndarray  # (9, 3) SH, camera frame
-    background: np.ndarray  # (3, 3): top colour, bottom colour, noise amplitude
+    background: np.ndarray  # (3, 3): top colour, bottom colour, (noise amplitude, noise seed, 0)
     fov_degrees: float
-    extras: dict = field(default_factory=dict)
 
 
-def _srgb_to_linear(c: np.ndarray | torch.Tensor):
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4) if isinstance(c, np.ndarray) else \
-        torch.where(c <= 0.04045, c / 12.92, ((c.clamp_min(0) + 0.055) / 1.055) ** 2.4)
+def _srgb_to_linear(c: np.ndarray) -> torch.Tensor:
+    """sRGB in [0, 1] (array) -> linear RGB float32 tensor."""
+    c = torch.from_numpy(np.clip(np.asarray(c, dtype=np.float64), 0.0, 1.0))
+    return torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).float()
 
 
 def _linear_to_srgb(c: torch.Tensor) -> torch.Tensor:
@@ -233,15 +233,28 @@ class VertexColors:
         albedo[region == 2] = [0.35, 0.12, 0.12]  # mouth interior
         albedo[np.isin(region, (3, 4))] *= [0.92, 0.85, 0.85]  # eye sockets, slightly pinker
         albedo[np.isin(region, (5, 6))] = [0.85, 0.82, 0.78]  # sclera
-        self.vertex = torch.from_numpy(_srgb_to_linear(np.clip(albedo, 0, 1))).float()  # (V, 3)
+        self.vertex = _srgb_to_linear(albedo)  # (V, 3)
         names = model.material_names
         tri_color = torch.zeros(model.triangles.shape[0], 3)
         override = torch.zeros(model.triangles.shape[0], dtype=torch.bool)
-        iris = torch.from_numpy(_srgb_to_linear(np.clip(subject.iris, 0, 1))).float()
-        for mat in ("M_IrisLeft", "M_IrisRight"):
-            if mat in names:
-                sel = model.triangle_material == names.index(mat)
-                tri_color[sel], override[sel] = iris, True
+        iris = _srgb_to_linear(subject.iris)
+        pupil = torch.tensor([0.01, 0.01, 0.012])
+        centroids = neutral[model.triangles].mean(1)  # (F, 3)
+        for iris_name, sclera_name, region in (("M_IrisLeft", "M_ScleraLeft", 5), ("M_IrisRight", "M_ScleraRight", 6)):
+            if iris_name not in names or sclera_name not in names:
+                continue
+            # the sclera mesh is a closed ball that covers the iris (a transparent cornea in the original
+            # model): paint its cap in front of the iris with the iris colour and a pupil
+            is_iris = model.triangle_material == names.index(iris_name)
+            eye = model.triangle_material == names.index(sclera_name)
+            centre = neutral[model.vertex_region == region].mean(0)
+            axis = torch.nn.functional.normalize(centroids[is_iris].mean(0) - centre, dim=0)
+            cos = torch.nn.functional.normalize(centroids - centre, dim=-1) @ axis  # (F,)
+            cap = float(cos[is_iris].min())
+            pupil_cap = 1.0 - 0.35 * (1.0 - cap)
+            sel = (eye | is_iris) & (cos >= cap)
+            tri_color[sel] = torch.where((cos[sel] >= pupil_cap)[:, None], pupil, iris)
+            override[sel] = True
         self.triangle = tri_color  # (F, 3)
         self.triangle_override = override  # (F,)
 
@@ -287,8 +300,7 @@ def _background(params: np.ndarray, size: int) -> torch.Tensor:
     noise = rng.normal(size=(4, 4, 3))
     noise = np.asarray(Image.fromarray(((np.tanh(noise) + 1) * 127.5).astype(np.uint8)).resize(
         (size, size), Image.BICUBIC), dtype=np.float64) / 127.5 - 1.0
-    img = np.clip(img + extra[0] * noise, 0, 1)
-    return _srgb_to_linear(torch.from_numpy(img).float())
+    return _srgb_to_linear(img + extra[0] * noise)
 
 
 @dataclass
@@ -300,6 +312,7 @@ class RenderedFrame:
     normals: np.ndarray  # (S, S, 3) float32 camera-space unit normals (OpenCV axes), 0 outside
     K: np.ndarray
     world_to_camera: np.ndarray
+    landmarks: np.ndarray  # (68, 3): pixel u, v and camera-space z of the 68 landmark vertices
 
 
 def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: VertexColors, frame: FrameParams,
@@ -313,6 +326,7 @@ def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: Vert
     camera = PerspectiveCamera(torch.from_numpy(K).float()[None], torch.from_numpy(w2c).float()[None])
     cam_verts = camera.world_to_view(world)  # (1, V, 3)
     frags = rasterize(cam_verts, model.triangles, camera, size, size)
+    lm = model.landmarks(cam_verts)  # (1, 68, 3)
 
     big = size * SUPERSAMPLE
     K_big = K.copy()
@@ -341,6 +355,7 @@ def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: Vert
         normals=frags.normals[0].numpy().astype(np.float32),
         K=K,
         world_to_camera=w2c,
+        landmarks=torch.cat([camera.project(lm), lm[..., 2:]], -1)[0].numpy(),
     )
 
 
@@ -420,6 +435,8 @@ def write_dataset(out: Path, model: FaceModel, config: SynthConfig,
                     "rotation_matrix": rotation_matrix(*frame.rotation_deg),
                     "translation_cm": frame.translation,
                     "intrinsics": r.K,
+                    "landmarks_2d": r.landmarks[:, :2],
+                    "landmarks_depth": r.landmarks[:, 2],
                     "world_to_camera": r.world_to_camera,
                     "sh_lighting": frame.lighting,
                     "albedo": {k: v for k, v in asdict(subject).items() if k not in ("identity", "blotches")},

@@ -35,10 +35,14 @@ class ReferenceBank:
     (= keep all). The denoiser batch must match the bank batch row for row:
     use :meth:`select` to repeat or reorder rows (e.g. for several samples per
     reference, or the unconditional half of classifier-free guidance).
+    ``kv_cache`` holds the readers' key/value projections of the reference
+    tokens during inference (no autograd), so that a bank reused over all
+    sampling steps projects them once.
     """
 
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     keep: torch.Tensor | None = None
+    kv_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @property
     def batch_size(self) -> int:
@@ -51,11 +55,29 @@ class ReferenceBank:
         return ReferenceBank({k: v[index] for k, v in self.features.items()}, keep)
 
 
+def _attend(attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+            mask: torch.Tensor | None) -> torch.Tensor:
+    """Multi-head SDPA on projected ``(B, N, C)`` queries and ``(B, K, C)`` keys/values -> ``(B, N, C)``."""
+    batch, heads = query.shape[0], attn.heads
+    head_dim = key.shape[-1] // heads
+    q = query.view(batch, -1, heads, head_dim).transpose(1, 2)  # (B, h, N, d)
+    k = key.view(batch, -1, heads, head_dim).transpose(1, 2)  # (B, h, K, d)
+    v = value.view(batch, -1, heads, head_dim).transpose(1, 2)
+    if attn.norm_q is not None:
+        q = attn.norm_q(q)
+    if attn.norm_k is not None:
+        k = attn.norm_k(k)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return out.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(query.dtype)  # (B, N, C)
+
+
 class ReferenceAttnProcessor:
     """Scaled-dot-product attention that writes to or reads from a :class:`ReferenceBank`.
 
     ``role="write"`` (ReferenceNet ``attn1``): stores the input tokens under ``name``.
-    ``role="read"`` (denoiser ``attn1``): keys/values over [own, reference] tokens.
+    ``role="read"`` (denoiser ``attn1``): keys/values over [own, reference] tokens;
+    rows whose ``keep`` flag is False attend to their own tokens only (computed
+    separately, so no masked attention and no wasted work on dropped rows).
     ``role="plain"``: ordinary attention (cross-attention layers), accepting and
     ignoring the bank so that one ``cross_attention_kwargs`` serves every layer.
     """
@@ -65,6 +87,20 @@ class ReferenceAttnProcessor:
             raise ValueError(f"role must be 'write', 'read' or 'plain', got {role!r}")
         self.name = name
         self.role = role
+
+    def _reference_kv(self, attn: Attention, bank: ReferenceBank, rows: torch.Tensor | None):
+        """Key/value projections of the reference tokens of ``rows`` (all rows if None), cached without grad."""
+        cached = bank.kv_cache.get(self.name)
+        if cached is not None:
+            return cached
+        reference = bank.features[self.name]  # (B, M, C)
+        if rows is not None:
+            reference = reference[rows]
+        reference = reference.to(attn.to_k.weight.dtype)
+        kv = (attn.to_k(reference), attn.to_v(reference))  # (B', M, C) each
+        if not torch.is_grad_enabled():
+            bank.kv_cache[self.name] = kv
+        return kv
 
     def __call__(
         self,
@@ -85,51 +121,51 @@ class ReferenceAttnProcessor:
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
 
-        batch, n_query, _ = hidden_states.shape
+        batch = hidden_states.shape[0]
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
         if encoder_hidden_states is not None and attn.norm_cross:
             context = attn.norm_encoder_hidden_states(context)
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, context.shape[1], batch)
+            attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
 
         if reference_bank is not None and self.role == "write":
             reference_bank.features[self.name] = hidden_states
-        elif reference_bank is not None and self.role == "read" and self.name in reference_bank.features:
-            reference = reference_bank.features[self.name]  # (B, M, C)
-            if reference.shape[0] != batch:
-                raise ValueError(
-                    f"reference bank has batch {reference.shape[0]} but {self.name} sees batch {batch}; "
-                    "align it with ReferenceBank.select"
-                )
-            keep = reference_bank.keep
-            if keep is None or bool(keep.all()):
-                context = torch.cat([context, reference.to(context.dtype)], dim=1)  # (B, N+M, C)
-            elif bool(keep.any()):
-                context = torch.cat([context, reference.to(context.dtype)], dim=1)
-                # Dropped samples must not see the reference: mask its tokens out.
-                ref_visible = keep.view(batch, 1, 1, 1).expand(batch, 1, 1, reference.shape[1])
-                own_visible = torch.ones(batch, 1, 1, n_query, dtype=torch.bool, device=keep.device)
-                ref_mask = torch.cat([own_visible, ref_visible], dim=-1)  # (B, 1, 1, N+M)
-                attention_mask = ref_mask if attention_mask is None else attention_mask
-            # all dropped: plain self-attention over own tokens
 
-        query = attn.to_q(hidden_states)
-        key = attn.to_k(context)
+        query = attn.to_q(hidden_states)  # (B, N, C)
+        key = attn.to_k(context)  # (B, N, C)
         value = attn.to_v(context)
-        heads = attn.heads
-        head_dim = key.shape[-1] // heads
-        query = query.view(batch, -1, heads, head_dim).transpose(1, 2)  # (B, h, N, d)
-        key = key.view(batch, -1, heads, head_dim).transpose(1, 2)  # (B, h, N+M, d)
-        value = value.view(batch, -1, heads, head_dim).transpose(1, 2)
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
-        if attention_mask is not None and attention_mask.dtype != torch.bool:
-            attention_mask = attn.prepare_attention_mask(attention_mask, key.shape[2], batch)
-            attention_mask = attention_mask.view(batch, heads, -1, attention_mask.shape[-1])
 
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
-        out = out.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(query.dtype)  # (B, N, C)
-        out = attn.to_out[1](attn.to_out[0](out))
+        reading = reference_bank is not None and self.role == "read" and self.name in reference_bank.features
+        keep = reference_bank.keep if reading else None
+        if reading and reference_bank.features[self.name].shape[0] != batch:
+            raise ValueError(
+                f"reference bank has batch {reference_bank.features[self.name].shape[0]} but {self.name} sees "
+                f"batch {batch}; align it with ReferenceBank.select"
+            )
+        if reading and keep is not None and not bool(keep.any()):
+            reading = False  # every row dropped: plain self-attention
+
+        if not reading:
+            out = _attend(attn, query, key, value, attention_mask)
+        elif keep is None or bool(keep.all()):
+            k_ref, v_ref = self._reference_kv(attn, reference_bank, None)  # (B, M, C)
+            mask = None if attention_mask is None else F.pad(attention_mask, (0, k_ref.shape[1]))
+            out = _attend(attn, query, torch.cat([key, k_ref], 1), torch.cat([value, v_ref], 1), mask)
+        else:
+            kept = keep.nonzero().flatten()
+            dropped = (~keep).nonzero().flatten()
+            k_ref, v_ref = self._reference_kv(attn, reference_bank, kept)  # (B_kept, M, C)
+            mask_kept = mask_dropped = None
+            if attention_mask is not None:
+                mask_kept = F.pad(attention_mask[kept], (0, k_ref.shape[1]))
+                mask_dropped = attention_mask[dropped]
+            out_kept = _attend(attn, query[kept], torch.cat([key[kept], k_ref], 1),
+                               torch.cat([value[kept], v_ref], 1), mask_kept)
+            out_dropped = _attend(attn, query[dropped], key[dropped], value[dropped], mask_dropped)
+            out = query.new_zeros(query.shape).index_copy(0, kept, out_kept).index_copy(0, dropped, out_dropped)
+
+        out = attn.to_out[1](attn.to_out[0](out))  # (B, N, C)
         if input_ndim == 4:
             out = out.transpose(-1, -2).reshape(b, c, h, w)
         if attn.residual_connection:

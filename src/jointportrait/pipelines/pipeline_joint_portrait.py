@@ -38,7 +38,6 @@ from jointportrait.conditioning import (
     STAGE1_CHANNELS,
     STAGE2_CHANNELS,
     build_inpainting_condition,
-    denoiser_input,
     latent_mask,
 )
 from jointportrait.depth_codec import normalize_depth

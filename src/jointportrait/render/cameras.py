@@ -16,6 +16,7 @@ turns such a frame into the OpenCV one (x kept, y and z flipped).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -39,8 +40,11 @@ def _batched(matrix: torch.Tensor, size: int, name: str) -> torch.Tensor:
 
 @dataclass
 class PerspectiveCamera:
-    """A pinhole camera: intrinsics ``K`` (B, 3, 3) and ``world_to_camera`` (B, 4, 4), OpenCV axes."""
+    """A pinhole camera: intrinsics ``K`` (B, 3, 3) and ``world_to_camera`` (B, 4, 4), OpenCV axes.
 
+    A batch of one camera serves a batch of any size."""
+
+    perspective: ClassVar[bool] = True
     K: torch.Tensor
     world_to_camera: torch.Tensor | None = None
 
@@ -68,13 +72,14 @@ class PerspectiveCamera:
 
     def pixel_rays(self, pixels: torch.Tensor, batch_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rays through pixel coordinates ``(P, 2)`` of items ``(P,)``: origins and directions with z = 1."""
-        K = self.K.to(pixels)[batch_index]  # (P, 3, 3)
-        y = (pixels[:, 1] - K[:, 1, 2]) / K[:, 1, 1]
-        x = (pixels[:, 0] - K[:, 0, 2] - K[:, 0, 1] * y) / K[:, 0, 0]
+        K = self.K.to(pixels)
+        batch_index = batch_index if K.shape[0] > 1 else torch.zeros_like(batch_index)
+        fx, fy, cx, cy, skew = torch.stack(  # (P, 5) gathered per pixel
+            [K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 0, 1]], -1).index_select(0, batch_index).unbind(-1)
+        y = (pixels[:, 1] - cy) / fy
+        x = (pixels[:, 0] - cx - skew * y) / fx
         direction = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (P, 3)
         return torch.zeros_like(direction), direction
-
-    perspective = True
 
 
 @dataclass
@@ -84,6 +89,7 @@ class OrthographicCamera:
     ``scale`` (B, 2) holds (sx, sy), ``principal_point`` (B, 2) holds (cx, cy).
     """
 
+    perspective: ClassVar[bool] = False
     scale: torch.Tensor
     principal_point: torch.Tensor
     world_to_camera: torch.Tensor | None = None
@@ -110,15 +116,14 @@ class OrthographicCamera:
 
     def pixel_rays(self, pixels: torch.Tensor, batch_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rays ``origin = (x, y, 0)``, ``direction = (0, 0, 1)`` through pixel coordinates ``(P, 2)``."""
-        s = self.scale.to(pixels)[batch_index]  # (P, 2)
-        c = self.principal_point.to(pixels)[batch_index]  # (P, 2)
+        batch_index = batch_index if self.scale.shape[0] > 1 else torch.zeros_like(batch_index)
+        s = self.scale.to(pixels).index_select(0, batch_index)  # (P, 2)
+        c = self.principal_point.to(pixels).index_select(0, batch_index)  # (P, 2)
         xy = (pixels - c) / s
         origin = torch.cat([xy, torch.zeros_like(xy[:, :1])], dim=-1)  # (P, 3)
         direction = torch.zeros_like(origin)
         direction[:, 2] = 1.0
         return origin, direction
-
-    perspective = False
 
 
 Camera = PerspectiveCamera | OrthographicCamera

@@ -6,9 +6,9 @@ true depth and skin mask and the true landmarks (the face model's landmark
 vertices projected with the stored parameters), plus Gaussian landmark noise.
 :func:`evaluate_track` gives the aligned AbsRel of the tracked depth over the
 true skin mask and the landmark error against the noise-free landmarks.
-:func:`aligned_abs_rel` is a local copy of the project's evaluation convention
-(least-squares scale and shift, then AbsRel), kept here until the shared
-alignment / evaluation modules are merged.
+AbsRel follows the project's depth-metric convention
+(:func:`jointportrait.evaluation.depth_metrics.depth_metrics`, least-squares
+scale and shift in depth space, then mean |a - g| / g).
 """
 
 from __future__ import annotations
@@ -23,21 +23,8 @@ from PIL import Image
 
 from jointportrait.data.face_model import FaceModel
 from jointportrait.data.manifest import read_manifest
+from jointportrait.evaluation.depth_metrics import depth_metrics
 from jointportrait.tracking.tracker import TrackResult
-
-
-def aligned_abs_rel(predicted: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
-    """``mean(|s p + t - g| / g)`` over ``mask``, with ``(s, t) = argmin sum (s p + t - g)^2`` over the mask.
-
-    All arrays share one shape; the mask should already exclude pixels where either depth is invalid.
-    """
-    p = predicted[mask].astype(np.float64)
-    g = target[mask].astype(np.float64)
-    if p.size < 2:
-        raise ValueError("aligned_abs_rel needs at least two valid pixels")
-    design = np.stack([p, np.ones_like(p)], axis=1)  # (N, 2)
-    (scale, shift), *_ = np.linalg.lstsq(design, g, rcond=None)
-    return float(np.mean(np.abs(scale * p + shift - g) / g))
 
 
 def true_landmarks(model: FaceModel, params: dict) -> np.ndarray:
@@ -88,5 +75,6 @@ def evaluate_track(clip: SyntheticClip, result: TrackResult) -> tuple[float, flo
     """Mean per-frame aligned AbsRel over true skin ∩ both depths valid, and the mean distance in pixels of
     the fitted landmarks to the noise-free ones."""
     valid = clip.skin & result.mask & (clip.depth > 0) & (result.depth > 0)
-    abs_rel = float(np.mean([aligned_abs_rel(result.depth[f], clip.depth[f], valid[f]) for f in range(len(valid))]))
+    abs_rel = float(np.mean([depth_metrics(result.depth[f], clip.depth[f], valid[f], alignment="depth")["abs_rel"]
+                             for f in range(len(valid))]))
     return abs_rel, float(np.linalg.norm(result.fitted_landmarks - clip.clean_landmarks, axis=-1).mean())

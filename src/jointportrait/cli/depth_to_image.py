@@ -1,0 +1,72 @@
+"""``jointportrait depth-to-image``: depth map(s) + identity reference -> portraits (paper Sec. 4, 5.4).
+
+Depth files: float32 ``.npy``, ``.exr`` or 16-bit PNG, larger = farther (e.g. the
+``<stem>_depth.npy`` written by ``estimate-depth``, or a rendered face model).
+``--valid-mask`` (white = has depth) marks missing depth, which becomes the far plane. Outputs ``<stem>_image_NN.png``
+at the depth map's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from jointportrait.cli.common import (
+    add_model_arguments,
+    add_sampling_arguments,
+    check_outputs_free,
+    check_sampling_arguments,
+    collect_files,
+    companion_file,
+    generator_for,
+    load_pipeline,
+    load_user_depth,
+    load_user_mask,
+    log_inpaint_mode,
+    run_batch,
+)
+from jointportrait.errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--depth", type=Path, required=True, help="depth map, or a folder of them")
+    parser.add_argument("--reference", type=Path, required=True,
+                        help="identity reference image (one file for all, or a folder matched by name)")
+    parser.add_argument("--valid-mask", type=Path, default=None,
+                        help="mask of pixels with depth (white), one file or a folder matched by name")
+    add_model_arguments(parser)
+    parser.add_argument("--num-samples", type=int, default=1, help="portraits per depth map")
+    parser.add_argument("--guidance-scale", type=float, default=1.0, help="reference guidance (1 = off)")
+    add_sampling_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from jointportrait.applications.depth_to_image import depth_to_image
+    from jointportrait.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, load_image, save_image
+
+    if args.num_samples < 1:
+        raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
+    check_sampling_arguments(args)
+    files = collect_files(args.depth, DEPTH_SUFFIXES, what="depth")
+    pipe = load_pipeline(args)
+    log_inpaint_mode(pipe, args.inpaint_mode)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def process(path: Path) -> None:
+        stem = path.stem.removesuffix("_depth")
+        outputs = [args.out / f"{stem}_image_{i:02d}.png" for i in range(args.num_samples)]
+        check_outputs_free(outputs, args.overwrite)
+        depth = load_user_depth(path)
+        mask_path = companion_file(args.valid_mask, stem, "valid mask", IMAGE_SUFFIXES, (f"{stem}_mask",))
+        valid = load_user_mask(mask_path, depth.shape) if mask_path else None
+        ref_path = companion_file(args.reference, stem, "reference image", IMAGE_SUFFIXES)
+        images = depth_to_image(
+            pipe, depth, load_image(ref_path), depth_valid=valid, num_samples=args.num_samples,
+            num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+            processing_resolution=args.processing_resolution, inpaint_mode=args.inpaint_mode,
+            generator=generator_for(args),
+        )
+        for out_path, image in zip(outputs, images):
+            save_image(out_path, image, overwrite=args.overwrite)
+
+    return run_batch(files, process, "depth-to-image", args.out)

@@ -1,0 +1,83 @@
+"""``jointportrait edit``: depth-based portrait editing (paper Sec. 5.4, Fig. 7).
+
+Inputs per photo ``<stem>``: the edited depth (``--edited-depth``, relative or raw, larger =
+farther) and a spatial mask (``--mask``, white = may change). Without ``--mask`` the mask is
+where the edited depth differs from the original depth (``--depth``, or estimated by the
+model). Output ``<stem>_edit.png``, identical to the photo outside the mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from jointportrait.cli.common import (
+    add_model_arguments,
+    check_outputs_free,
+    collect_files,
+    companion_file,
+    generator_for,
+    load_pipeline,
+    load_user_depth,
+    load_user_mask,
+    log_inpaint_mode,
+    run_batch,
+)
+from jointportrait.cli.estimate_depth import (
+    add_estimation_arguments,
+    check_estimation_arguments,
+    depth_for_image,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", type=Path, required=True, help="photo, or a folder of photos")
+    parser.add_argument("--edited-depth", type=Path, required=True,
+                        help="edited depth map (file, or folder matched by name: <stem>.npy or <stem>_depth.npy)")
+    parser.add_argument("--mask", type=Path, default=None,
+                        help="region to change, white (file, or folder matched by name); default: where the "
+                             "edited depth differs from the original")
+    parser.add_argument("--depth", type=Path, default=None,
+                        help="original depth (file or folder); default: estimated by the model")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="identity reference (file or folder); default: the photo itself")
+    parser.add_argument("--guidance-scale", type=float, default=1.0, help="reference guidance (1 = off)")
+    add_model_arguments(parser)
+    add_estimation_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from jointportrait.applications.editing import edit_with_depth, mask_from_depth_edit
+    from jointportrait.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, load_image, save_image
+
+    check_estimation_arguments(args)
+    files = collect_files(args.image)
+    pipe = load_pipeline(args)
+    log_inpaint_mode(pipe, args.inpaint_mode)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def process(path: Path) -> None:
+        stem = path.stem
+        out_path = args.out / f"{stem}_edit.png"
+        check_outputs_free([out_path], args.overwrite)
+        image = load_image(path)
+        size = (image.height, image.width)
+        edited = load_user_depth(companion_file(args.edited_depth, stem, "edited depth", DEPTH_SUFFIXES,
+                                                (f"{stem}_depth", f"{stem}_edited")), size)
+        mask_path = companion_file(args.mask, stem, "mask", IMAGE_SUFFIXES, (f"{stem}_mask",))
+        if mask_path is not None:
+            mask = load_user_mask(mask_path, size)
+        else:
+            depth_path = companion_file(args.depth, stem, "depth", DEPTH_SUFFIXES, (f"{stem}_depth",))
+            depth = load_user_depth(depth_path, size) if depth_path else depth_for_image(pipe, image, args).depth
+            mask = mask_from_depth_edit(depth, edited)
+        ref_path = companion_file(args.reference, stem, "reference image", IMAGE_SUFFIXES)
+        result = edit_with_depth(
+            pipe, image, edited, mask, reference=load_image(ref_path) if ref_path else None,
+            num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+            processing_resolution=args.processing_resolution, inpaint_mode=args.inpaint_mode,
+            generator=generator_for(args),
+        )
+        save_image(out_path, result.image, overwrite=args.overwrite)
+
+    return run_batch(files, process, "edit", args.out)

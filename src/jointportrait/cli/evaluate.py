@@ -1,0 +1,84 @@
+"""``jointportrait evaluate depth|image|video``: the paper's Tables 1-3 over folders (Sec. 5.2, 5.3, 5.5).
+
+Writes the per-item metrics, their means and notes as JSON (``--out``) and
+prints a Markdown table laid out like the paper's. Metrics that need published
+weights (LPIPS, FID, FVD, ID similarity) run only when their weights are given
+and are otherwise omitted with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from jointportrait.errors import InputError
+
+TASKS = ("depth", "image", "video")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", choices=TASKS, help="depth (Table 1), image (Table 2) or video (Table 3)")
+    parser.add_argument("--pred", type=Path, required=True, help="folder of predictions (clip folders for video)")
+    parser.add_argument("--gt", type=Path, required=True, help="folder of ground truth, matched by name")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--method", default=None, help="row name in the printed table (default: --pred's name)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--device", default="cpu", help="torch device for the metric networks (cpu, cuda, ...)")
+    depth = parser.add_argument_group("depth")
+    depth.add_argument("--mask", type=Path, default=None, help="folder of evaluation masks <name>.png (skin region)")
+    depth.add_argument("--alignment", choices=("depth", "disparity", "none"), default="depth",
+                       help="least-squares scale/shift alignment space (default: depth)")
+    depth.add_argument("--pred-kind", choices=("depth", "disparity"), default="depth",
+                       help="what the predictions hold (disparity needs --alignment disparity)")
+    depth.add_argument("--no-normals", action="store_true", help="skip the normal angular errors")
+    weights = parser.add_argument_group("weights (local files; metrics without them are omitted)")
+    weights.add_argument("--lpips-weights", type=Path, default=None, help="LPIPS state dict (lpips package layout)")
+    weights.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex", help="LPIPS backbone")
+    weights.add_argument("--inception-weights", type=Path, default=None, help="pytorch-fid InceptionV3 weights (FID)")
+    weights.add_argument("--i3d-weights", type=Path, default=None, help="pytorch-i3d weights (FVD)")
+    weights.add_argument("--identity-model", type=Path, default=None, help="ArcFace ONNX model (ID similarity)")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="video: folder of identity reference images <clip>.png (default: ground-truth frames)")
+
+
+def _device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device: unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device: CUDA was asked for but no GPU is available")
+    return device
+
+
+def run(args: argparse.Namespace) -> int:
+    from jointportrait.evaluation import runner
+    from jointportrait.evaluation.tables import markdown_table
+    from jointportrait.io import check_writable
+
+    out = check_writable(args.out, args.overwrite)
+    device = _device(args.device)
+    if args.task != "depth" and args.mask is not None:
+        raise InputError("--mask applies to depth evaluation only")
+    if args.task == "depth":
+        result = runner.evaluate_depth(args.pred, args.gt, args.mask, alignment=args.alignment,
+                                       pred_kind=args.pred_kind, normals=not args.no_normals, progress=True)
+    elif args.task == "image":
+        result = runner.evaluate_image(args.pred, args.gt, args.lpips_weights, args.lpips_net,
+                                       args.inception_weights, device=device, progress=True)
+    else:
+        result = runner.evaluate_video(args.pred, args.gt, args.lpips_weights, args.lpips_net, args.i3d_weights,
+                                       args.identity_model, args.reference, device=device, progress=True)
+    method = args.method or args.pred.resolve().name
+    report = {"method": method, "pred": str(args.pred), "gt": str(args.gt), **result.to_json()}
+    if args.task == "depth":
+        report.update(alignment=args.alignment, pred_kind=args.pred_kind, mask=str(args.mask) if args.mask else None)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown_table(args.task, [(method, result.mean)], result.labels))
+    for note in result.notes:
+        print(f"- {note}")
+    print(f"{len(result.rows)} item(s); per-item metrics in {out}")
+    return 0

@@ -1,0 +1,97 @@
+"""The applications on tiny 8-channel (latent replacement) and 18-channel (mask conditioning) models."""
+
+from __future__ import annotations
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from jointportrait.applications import depth_to_image, edit_with_depth, estimate_depth, mask_from_depth_edit
+from jointportrait.applications.editing import grow_to_cells
+from jointportrait.applications.sampling import native_resolution, resolve_inpaint_mode, timestep_spacing
+from jointportrait.loading import load_joint_pipeline
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, two threads spin-wait and run several times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module", params=["stage1", "stage2"])
+def pipe(request, tiny_model_dir, tiny_stage2_model_dir):
+    return load_joint_pipeline(tiny_model_dir if request.param == "stage1" else tiny_stage2_model_dir)
+
+
+@pytest.fixture(scope="module")
+def photo() -> PIL.Image.Image:
+    rng = np.random.default_rng(0)
+    return PIL.Image.fromarray(rng.integers(0, 255, (37, 53, 3), dtype=np.uint8))  # odd size and aspect
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_inpaint_mode_follows_the_model(pipe):
+    expected = "conditioning" if pipe.unet.config.in_channels == 18 else "replacement"
+    assert resolve_inpaint_mode(pipe) == expected
+    assert resolve_inpaint_mode(pipe, "replacement") == "replacement"
+
+
+def test_estimate_depth_ensemble_at_input_size_and_deterministic(pipe, photo):
+    assert native_resolution(pipe) == 64  # the default processing resolution of the tiny model
+    a = estimate_depth(pipe, photo, num_inference_steps=2, ensemble_size=2, generator=_gen(), processing_resolution=40)
+    b = estimate_depth(pipe, photo, num_inference_steps=2, ensemble_size=2, generator=_gen(), processing_resolution=40)
+    assert a.depth.shape == a.uncertainty.shape == (37, 53)
+    assert a.depth.dtype == np.float32 and a.depth.min() >= 0.0 and a.depth.max() <= 1.0
+    assert a.members.shape == (2, 32, 40)  # 37 x 53 -> 28 x 40 -> rounded to multiples of 8
+    np.testing.assert_array_equal(a.depth, b.depth)
+    assert (a.uncertainty >= 0).all()
+
+
+def test_estimate_depth_pad_mode_and_processing_resolution(pipe, photo):
+    r = estimate_depth(pipe, photo, num_inference_steps=1, processing_resolution=30, resize_mode="pad")
+    # 37 x 53 -> 21 x 30 -> padded to 24 x 32
+    assert r.members.shape == (1, 24, 32) and r.depth.shape == (37, 53) and r.uncertainty is None
+
+
+def test_trailing_spacing_is_temporary(pipe):
+    original = pipe.scheduler
+    with timestep_spacing(pipe, "trailing"):
+        assert pipe.scheduler.config.timestep_spacing == "trailing"
+        pipe.scheduler.set_timesteps(4)
+        assert int(pipe.scheduler.timesteps[0]) == 999  # trailing starts at the last training step
+    assert pipe.scheduler is original
+
+
+def test_depth_to_image_sizes(pipe, photo):
+    depth = np.tile(np.linspace(0, 1, 53, dtype=np.float32), (37, 1))
+    images = depth_to_image(pipe, depth, photo, num_samples=2, num_inference_steps=1, generator=_gen(),
+                            processing_resolution=32)
+    assert [im.size for im in images] == [(53, 37), (53, 37)]
+
+
+def test_edit_changes_only_inside_the_mask(pipe, photo):
+    depth = np.tile(np.linspace(0, 1, 53, dtype=np.float32), (37, 1))
+    edited = depth.copy()
+    edited[10:20, 20:30] -= 0.3  # pull a patch toward the camera
+    mask = mask_from_depth_edit(depth, edited, grow=2)
+    assert mask[10:20, 20:30].all() and not mask[30:, :].any()
+    result = edit_with_depth(pipe, photo, edited, mask, num_inference_steps=2, generator=_gen(),
+                             processing_resolution=32)
+    before, after = np.asarray(photo), np.asarray(result.image)
+    assert after.shape == before.shape
+    np.testing.assert_array_equal(after[~mask], before[~mask])
+    assert np.abs(after[mask].astype(int) - before[mask]).mean() > 1.0  # the model did regenerate the region
+
+
+def test_grow_to_cells_by_hand():
+    mask = np.zeros((16, 16), bool)
+    mask[9, 2] = True  # one pixel in cell (1, 0)
+    grown = grow_to_cells(mask, 8)
+    assert grown[8:16, 0:8].all() and grown.sum() == 64
