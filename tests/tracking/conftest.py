@@ -19,8 +19,8 @@ def write_synthetic_video(out: Path, frames: int, size: int, seed: int = 0, mode
 
 @pytest.fixture(scope="session")
 def synthetic_video(tmp_path_factory) -> Path:
-    """Six frames at 96 px."""
-    return write_synthetic_video(tmp_path_factory.mktemp("synth_video"), frames=6, size=96)
+    """Eight frames at 96 px."""
+    return write_synthetic_video(tmp_path_factory.mktemp("synth_video"), frames=8, size=96)
 
 
 @pytest.fixture(scope="session")

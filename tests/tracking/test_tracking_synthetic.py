@@ -4,8 +4,8 @@ Landmarks are the true landmark vertices projected with the clip's stored
 parameters, plus 1.5 px (at 256 px) Gaussian noise; depth is compared after
 a least-squares scale and shift over the true skin mask. The full tracker is
 compared with the same fit without the photometric stage and without the
-shared identity. Measured here (procedural head, 6 frames at 96 px): AbsRel
-0.0050 full, 0.0091 without the photometric stage, 0.0054 with one identity
+shared identity. Measured here (procedural head, 8 frames at 96 px): AbsRel
+0.0048 full, 0.0090 without the photometric stage, 0.0051 with one identity
 per frame; docs/TRACKING.md has the ICT figures.
 """
 

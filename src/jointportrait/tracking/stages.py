@@ -69,7 +69,7 @@ class TrackerConfig:
     fov_degrees: float = 25.0  # prior horizontal field of view of the longest image side
     focal_prior: float = 10.0  # weight of (log f - log f_prior)^2
     rigid_steps: int = 30
-    shape_steps: int = 60
+    shape_steps: int = 150
     photometric_steps: tuple[int, ...] = (40, 30, 20)
     pyramid: tuple[float, ...] = (0.25, 0.5, 1.0)  # of the photometric working size
     photometric_size: int = 256  # longest side of the finest pyramid level (frames are not upsampled)
