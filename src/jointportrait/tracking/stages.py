@@ -131,11 +131,15 @@ def _landmark_terms(model: FaceModel, params: TrackParams, landmarks: torch.Tens
 
 def fit_landmarks(model: FaceModel, params: TrackParams, landmarks: torch.Tensor, height: int, width: int,
                   config: TrackerConfig, *, shape: bool, steps: int, progress: Progress | None = None) -> float:
-    """L-BFGS on the landmark energy over pose and focal (and identity + expression when ``shape``).
+    """L-BFGS on the landmark energy over pose (and identity + expression when ``shape``).
+
+    The focal length stays at its prior here: it is stiff against the translation (a 15 % change of
+    focal at a fixed distance rescales the whole face), which stalls the line search; the
+    photometric stage refines it.
 
     Updates ``params`` in place; returns the final energy.
     """
-    names = ["rotation", "translation", "log_focal"] + (["identity", "expression"] if shape else [])
+    names = ["rotation", "translation"] + (["identity", "expression"] if shape else [])
     variables = [getattr(params, n).requires_grad_(True) for n in names]
     optimizer = torch.optim.LBFGS(variables, lr=1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
     weights = landmark_weights(config)
