@@ -1,0 +1,137 @@
+"""Parameters of a tracked clip and the forward model they drive (paper Sec. 5.1, supplementary 7.3).
+
+A clip is explained by one face-model identity code (50 coefficients, shared by
+all frames; one per frame only for the ablation), per-frame PCA expression
+(25), per-frame rigid head pose (axis-angle rotation and translation, camera
+space), one focal length (principal point at the image centre), per-vertex
+linear albedo and 9-coefficient SH lighting per colour channel.
+
+Camera-space vertices (OpenCV axes, centimetres):
+``v_cam = R(rotation) @ MODEL_TO_OPENCV @ v_model + translation``, so a zero
+rotation shows the face looking at the camera. Pixel centres lie on integer
+coordinates, as in :mod:`jointportrait.render.cameras`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jointportrait.data.face_model import NUM_EXPRESSION, NUM_IDENTITY, FaceModel
+from jointportrait.render import MODEL_TO_OPENCV
+
+
+def axis_angle_to_matrix(rotation: torch.Tensor) -> torch.Tensor:
+    """Rodrigues: axis-angle vectors ``(B, 3)`` -> rotation matrices ``(B, 3, 3)``; smooth at zero."""
+    theta2 = (rotation * rotation).sum(-1, keepdim=True)  # (B, 1)
+    theta = torch.sqrt(theta2 + 1e-12)
+    small = theta2 < 1e-8
+    # sin(t)/t and (1 - cos(t))/t^2 with their Taylor series near zero
+    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)[..., None]  # (B, 1, 1)
+    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / (theta2 + 1e-30))[..., None]
+    x, y, z = rotation.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).view(-1, 3, 3)  # (B, 3, 3)
+    eye = torch.eye(3, dtype=rotation.dtype, device=rotation.device).expand_as(skew)
+    return eye + a * skew + b * (skew @ skew)
+
+
+def focal_from_fov(size: int, fov_degrees: float) -> float:
+    """Focal length in pixels of a camera whose field of view spans ``size`` pixels."""
+    return 0.5 * size / math.tan(math.radians(fov_degrees) / 2.0)
+
+
+@dataclass
+class TrackParams:
+    """All fitted tensors of one clip of ``F`` frames (``I`` = 1 with a shared identity, else ``F``).
+
+    identity (I, 50); expression (F, 25); rotation (F, 3) axis-angle; translation
+    (F, 3) cm, camera space; log_focal (1,) log of the focal length in pixels of
+    the full-resolution frame; albedo (V, 3) linear RGB; sh (9, 3).
+    """
+
+    identity: torch.Tensor
+    expression: torch.Tensor
+    rotation: torch.Tensor
+    translation: torch.Tensor
+    log_focal: torch.Tensor
+    albedo: torch.Tensor
+    sh: torch.Tensor
+
+    @classmethod
+    def initial(cls, model: FaceModel, num_frames: int, focal: float, shared_identity: bool = True) -> TrackParams:
+        sh = torch.zeros(9, 3)
+        sh[0] = 1.0 / (math.pi * 0.282095)  # uniform light: irradiance 1 everywhere
+        return cls(
+            identity=torch.zeros(1 if shared_identity else num_frames, NUM_IDENTITY),
+            expression=torch.zeros(num_frames, NUM_EXPRESSION),
+            rotation=torch.zeros(num_frames, 3),
+            translation=torch.zeros(num_frames, 3),
+            log_focal=torch.tensor([math.log(focal)]),
+            albedo=torch.full((model.num_vertices, 3), 0.5),
+            sh=sh,
+        )
+
+    @property
+    def num_frames(self) -> int:
+        return self.expression.shape[0]
+
+    @property
+    def focal(self) -> torch.Tensor:
+        return self.log_focal.exp()
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def detach(self) -> TrackParams:
+        return TrackParams(**{k: v.detach().clone() for k, v in self.tensors().items()})
+
+    def frame_identity(self) -> torch.Tensor:
+        """The identity code of every frame ``(F, 50)``."""
+        return self.identity.expand(self.num_frames, -1)
+
+    def intrinsics(self, height: int, width: int, scale: float = 1.0) -> torch.Tensor:
+        """``K`` ``(3, 3)`` of the frame resampled by ``scale`` (pixel centres stay on integers)."""
+        f = self.focal[0] * scale
+        cx, cy = (width - 1) / 2.0 * scale + (scale - 1) / 2.0, (height - 1) / 2.0 * scale + (scale - 1) / 2.0
+        zero, one = torch.zeros_like(f), torch.ones_like(f)
+        return torch.stack([torch.stack([f, zero, zero + cx]), torch.stack([zero, f, zero + cy]),
+                            torch.stack([zero, zero, one])])
+
+    def save(self, path: Path, **extra: np.ndarray) -> None:
+        np.savez(path, **{k: v.detach().cpu().numpy() for k, v in self.tensors().items()}, **extra)
+
+    @classmethod
+    def load(cls, path: Path) -> TrackParams:
+        with np.load(path) as data:
+            return cls(**{f.name: torch.from_numpy(data[f.name]) for f in fields(cls)})
+
+
+def model_to_camera(points: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    """Model-frame points ``(F, N, 3)`` -> camera space ``(F, N, 3)`` under per-frame pose ``(F, 3)``, ``(F, 3)``."""
+    rot = axis_angle_to_matrix(rotation) @ MODEL_TO_OPENCV.to(rotation)  # (F, 3, 3)
+    return points @ rot.transpose(1, 2) + translation[:, None, :]
+
+
+def camera_vertices(model: FaceModel, params: TrackParams) -> torch.Tensor:
+    """All mesh vertices ``(F, V, 3)`` in camera space."""
+    verts = model.vertices(identity=params.frame_identity(), expression=params.expression)  # (F, V, 3)
+    return model_to_camera(verts, params.rotation, params.translation)
+
+
+def landmark_points(model: FaceModel, params: TrackParams) -> torch.Tensor:
+    """The 68 landmarks ``(F, 68, 3)`` in camera space, computed from the landmark rows of the bases only."""
+    idx = model.landmark_indices
+    pts = model.neutral[idx][None] + torch.einsum("fk,kvc->fvc", params.frame_identity(), model.identity_basis[:, idx])
+    pts = pts + torch.einsum("fk,kvc->fvc", params.expression, model.expression_basis[:, idx])  # (F, 68, 3)
+    return model_to_camera(pts, params.rotation, params.translation)
+
+
+def project(points: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Camera-space points ``(F, N, 3)`` -> pixels ``(F, N, 2)`` through one ``K`` ``(3, 3)``."""
+    xy = points[..., :2] / points[..., 2:3].clamp_min(1e-3)  # (F, N, 2)
+    return xy * torch.stack([K[0, 0], K[1, 1]]) + torch.stack([K[0, 2], K[1, 2]])

@@ -1,0 +1,56 @@
+"""The tracker recovers depth on a clip of ``jointportrait synth --video`` (paper Sec. 5.1, suppl. 7.3).
+
+Landmarks are the true landmark vertices projected with the clip's stored
+parameters, plus 1.5 px (at 256 px) Gaussian noise; depth is compared after
+a least-squares scale and shift over the true skin mask. The full tracker is
+compared with the same fit without the photometric stage and without the
+shared identity. Measured here (procedural head, 8 frames at 96 px): AbsRel
+0.0048 full, 0.0090 without the photometric stage, 0.0051 with one identity
+per frame; docs/TRACKING.md has the ICT figures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jointportrait.data.face_model import load_face_model
+from jointportrait.tracking import TrackerConfig, track_clip
+from jointportrait.tracking.evaluation import evaluate_track, load_synthetic_clip
+
+ABS_REL_BOUND = 0.007
+CLEAN_LANDMARK_BOUND_PX = 0.5  # at 96 px; the noise itself is 0.56 px per coordinate
+
+
+@pytest.fixture(scope="module")
+def clip(synthetic_video):
+    return load_synthetic_clip(synthetic_video, load_face_model(None), noise_px=1.5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fits(clip):
+    model = load_face_model(None)
+    configs = {"full": TrackerConfig(), "no_photometric": TrackerConfig(photometric=False),
+               "per_frame_identity": TrackerConfig(shared_identity=False)}
+    return {name: track_clip(model, clip.frames, clip.landmarks, cfg) for name, cfg in configs.items()}
+
+
+def test_tracked_depth_matches_truth(clip, fits):
+    result = fits["full"]
+    assert result.diverged is None
+    abs_rel, clean_error = evaluate_track(clip, result)
+    assert abs_rel < ABS_REL_BOUND
+    assert clean_error < CLEAN_LANDMARK_BOUND_PX
+    inter = (result.skin & clip.skin).sum()
+    assert inter / (result.skin | clip.skin).sum() > 0.8  # the fitted skin covers the true skin
+    assert result.depth.dtype == np.float32 and np.all(result.depth[~result.mask] == 0)
+
+
+def test_photometric_stage_and_shared_identity_help(clip, fits):
+    full, _ = evaluate_track(clip, fits["full"])
+    no_photo, _ = evaluate_track(clip, fits["no_photometric"])
+    per_frame, _ = evaluate_track(clip, fits["per_frame_identity"])
+    assert full < 0.8 * no_photo
+    assert full < per_frame
+    assert fits["per_frame_identity"].params.identity.shape == (clip.frames.shape[0], 50)
+    assert fits["full"].params.identity.shape == (1, 50)

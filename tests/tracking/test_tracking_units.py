@@ -1,0 +1,76 @@
+"""Pure pieces of the tracker checked against independent formulas (paper Sec. 5.1)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from jointportrait.errors import InputError, MissingPathError
+from jointportrait.tracking.landmarks import interocular_distance, load_landmarks
+from jointportrait.tracking.losses import mesh_edges, temporal_smoothness
+from jointportrait.tracking.params import TrackParams, axis_angle_to_matrix, project
+from jointportrait.tracking.shading import irradiance
+
+
+def test_axis_angle_matches_scipy():
+    vectors = np.array([[0.0, 0.0, 0.0], [1e-6, -2e-6, 0.0], [0.3, -0.2, 0.1], [0.0, 2.5, 0.0]])
+    ours = axis_angle_to_matrix(torch.tensor(vectors, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(ours, Rotation.from_rotvec(vectors).as_matrix(), atol=1e-9)
+
+
+def test_pyramid_intrinsics_follow_area_resampling():
+    # a pixel centre x of the full frame lies at (x + 0.5) * s - 0.5 in a frame resampled by s
+    params = TrackParams(identity=torch.zeros(1, 50), expression=torch.zeros(1, 25), rotation=torch.zeros(1, 3),
+                         translation=torch.zeros(1, 3), log_focal=torch.tensor([np.log(300.0)]),
+                         albedo=torch.zeros(1, 3), sh=torch.zeros(9, 3))
+    point = torch.tensor([[[2.0, -1.5, 50.0]]])
+    full = project(point, params.intrinsics(120, 160))[0, 0]
+    half = project(point, params.intrinsics(120, 160, 0.25))[0, 0]
+    np.testing.assert_allclose(half.numpy(), ((full + 0.5) * 0.25 - 0.5).numpy(), atol=1e-4)
+    # centre pixel of a 160x120 frame: (79.5, 59.5); focal 300 px
+    np.testing.assert_allclose(full.numpy(), [79.5 + 300 * 2 / 50, 59.5 - 300 * 1.5 / 50], atol=1e-4)
+
+
+def test_irradiance_of_uniform_light_and_smoothness():
+    sh = torch.zeros(9, 3)
+    sh[0] = 1.0 / (np.pi * 0.282095)
+    normals = torch.nn.functional.normalize(torch.randn(10, 3), dim=-1)
+    np.testing.assert_allclose(irradiance(normals, sh).numpy(), 1.0, rtol=1e-5)
+    assert float(temporal_smoothness(torch.tensor([[0.0], [1.0], [3.0]]))) == pytest.approx(1.0 + 4.0)
+    assert mesh_edges(torch.tensor([[0, 1, 2], [2, 1, 3]])).tolist() == [[0, 1], [0, 2], [1, 2], [1, 3], [2, 3]]
+
+
+def test_landmark_files(tmp_path):
+    points = np.random.default_rng(0).uniform(0, 100, size=(3, 68, 2))
+    np.save(tmp_path / "lm.npy", points)
+    np.testing.assert_allclose(load_landmarks(tmp_path / "lm.npy", num_frames=3), points, rtol=1e-6)
+    (tmp_path / "lm.json").write_text(json.dumps({"frames": points.tolist()}))
+    np.testing.assert_allclose(load_landmarks(tmp_path / "lm.json"), points, rtol=1e-6)
+    (tmp_path / "list.json").write_text(json.dumps(points.tolist()))
+    assert load_landmarks(tmp_path / "list.json").shape == (3, 68, 2)
+    eyes = np.zeros((1, 68, 2))
+    eyes[0, 42:48, 0] = 6.0
+    assert interocular_distance(eyes)[0] == pytest.approx(6.0)
+
+    with pytest.raises(InputError, match="4 frames of landmarks|3 frames of landmarks"):
+        load_landmarks(tmp_path / "lm.npy", num_frames=4)
+    np.save(tmp_path / "bad.npy", points[:, :5])
+    with pytest.raises(InputError, match=r"bad.npy: landmarks must have shape \(frames, 68, 2\)"):
+        load_landmarks(tmp_path / "bad.npy")
+    nan = points.copy()
+    nan[2, 7, 1] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    with pytest.raises(InputError, match="nan.npy: non-finite landmarks in frame 2"):
+        load_landmarks(tmp_path / "nan.npy")
+    (tmp_path / "lm.txt").write_text("1 2")
+    with pytest.raises(InputError, match="lm.txt: landmarks must be a .npy or .json"):
+        load_landmarks(tmp_path / "lm.txt")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(InputError, match="broken.json: not a readable landmarks file"):
+        load_landmarks(tmp_path / "broken.json")
+    with pytest.raises(MissingPathError, match="missing.npy"):
+        load_landmarks(tmp_path / "missing.npy")
