@@ -74,3 +74,12 @@ def test_max_minutes_stops_early_with_a_checkpoint_and_an_export(synth_data, tmp
 def test_max_minutes_accepts_integers_from_the_command_line():
     cfg = config_from_dict({"train": {"max_minutes": 5}})
     assert cfg.train.max_minutes == 5.0
+
+
+def test_v_prediction_runs_export_a_v_prediction_scheduler(synth_data, tmp_path):
+    from jointportrait import JointPortraitPipeline
+
+    cfg = _cfg(synth_data, "joint", prediction_type="v_prediction")
+    result = train(cfg, tmp_path / "run")
+    pipe = JointPortraitPipeline.from_pretrained(result.final_dir)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"

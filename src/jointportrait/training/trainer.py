@@ -145,6 +145,10 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
 
     # 2. Models: the trained module, and frozen VAE / image encoder in the weight dtype
     components = kind.build(cfg)
+    if cfg.model.prediction_type is not None and components.scheduler is not None:
+        # the exported scheduler must interpret the model's output as it was trained
+        components.scheduler = type(components.scheduler).from_config(
+            components.scheduler.config, prediction_type=cfg.model.prediction_type)
     export_frozen = (components.vae, components.image_encoder)
     if weight_dtype != torch.float32:  # export the frozen parts in their original precision
         export_frozen = tuple(copy.deepcopy(m) if m is not None else None for m in export_frozen)
