@@ -57,6 +57,7 @@ class DemoConfig:
     subjects: int = 32
     frames_per_subject: int = 6
     batch_size: int = 8
+    vae_levels: int = 3  # 3 levels: size / 4 latents (64 px -> 16x16)
     learning_rate: float = 1e-3  # tiny models from scratch (the paper's 1e-5 fine-tunes SD 1.5)
     prediction_type: str = "v_prediction"  # learns faster than epsilon for few-step sampling
     inference_steps: int = 10
@@ -155,7 +156,7 @@ def run_demo(cfg: DemoConfig, say=logger.info) -> DemoResult:
                 steps_done[name] = int(latest_checkpoint(run).name.removeprefix("checkpoint-"))
         return run
 
-    vae = fit("vae", "vae", vae_levels=3)
+    vae = fit("vae", "vae", vae_levels=cfg.vae_levels)
     stage1 = fit("stage1", "joint", vae=str(vae), in_channels=8)
     stage2 = fit("stage2", "joint", init_from=str(stage1), in_channels=18)
     joint_steps = None if cfg.quick else steps_done["stage1"] + steps_done["stage2"]
