@@ -56,3 +56,14 @@ def test_widening_8_to_18_keeps_the_function(base_unet):
 def test_narrowing_is_refused(base_unet):
     with pytest.raises(ValueError, match="narrow"):
         widen_unet(widen_unet(base_unet, 8, 8), 4, 8)
+
+
+def test_widening_a_unet_built_with_default_channels():
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                norm_num_groups=8, layers_per_block=1)  # in/out channels left at their defaults
+    wide = widen_unet(unet, 8, 8)
+    assert (wide.config.in_channels, wide.config.out_channels) == (8, 8)
+    assert wide.conv_in.weight.shape[1] == 8

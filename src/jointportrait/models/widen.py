@@ -27,7 +27,9 @@ def widen_unet(unet: UNet2DConditionModel, in_channels: int, out_channels: int) 
         raise ValueError(
             f"widen_unet only widens: ({old_in}, {old_out}) -> ({in_channels}, {out_channels}) would narrow"
         )
-    config = dict(unet.config)
+    # diffusers lists constructor defaults in `_use_default_values` and from_config would re-apply them,
+    # overriding the new widths of a UNet built with default channels.
+    config = {k: v for k, v in unet.config.items() if k != "_use_default_values"}
     config["in_channels"] = in_channels
     config["out_channels"] = out_channels
     widened = UNet2DConditionModel.from_config(config)
