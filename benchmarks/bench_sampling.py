@@ -29,7 +29,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.report import timeit, update_section
 from jointportrait import JointPortraitPipeline, widen_unet
-from jointportrait.models import JointDenoiser
+from jointportrait.models import JointDenoiser, install_reference_attention
 
 STEPS = 10
 SIZE = 256  # pixels; 32x32 latents
@@ -82,7 +82,7 @@ def sampling_ratios() -> tuple[str, dict]:
     for label, guidance, batch in (("guidance off", 1.0, 1), ("guidance 2.5 (2N forwards)", 2.5, 2)):
         # interleave to share the machine's noise between both sides
         t_base, t_joint = [], []
-        for _ in range(3):
+        for _ in range(5):
             t_base.append(timeit(lambda b=batch: baseline(b), repeats=1, warmup=0))
             t_joint.append(timeit(lambda g=guidance: joint(g), repeats=1, warmup=0))
         tb, tj = float(np.median(t_base)), float(np.median(t_joint))
@@ -93,7 +93,7 @@ def sampling_ratios() -> tuple[str, dict]:
         "",
         "Baseline: N forwards of the same 8-channel UNet with stock attention + one ReferenceNet pass.",
         "Joint: one `JointPortraitPipeline` call (reference VAE encode, ReferenceNet once, N steps with",
-        "reference attention, `output_type=\"latent\"`). Target ratio <= 1.15. Medians of 3 interleaved runs.",
+        "reference attention, `output_type=\"latent\"`). Target ratio <= 1.15. Medians of 5 interleaved runs.",
         "",
         "| setting | baseline (s) | joint call (s) | ratio |",
         "| --- | --- | --- | --- |",
@@ -113,10 +113,9 @@ def sd15_forward() -> str:
     joint = JointDenoiser(unet, base)
     with torch.no_grad():
         bank = joint.encode_reference(torch.randn(1, 4, 64, 64), ehs)
-        processors = unet.attn_processors
         t_ref, t_plain = [], []
         for _ in range(2):
-            unet.set_attn_processor(processors)
+            install_reference_attention(base, unet)
             t_ref.append(timeit(lambda: joint(x, 500, ehs, reference_bank=bank), repeats=1, warmup=0))
             unet.set_attn_processor(AttnProcessor2_0())
             t_plain.append(timeit(lambda: unet(x, 500, encoder_hidden_states=ehs), repeats=1, warmup=0))
