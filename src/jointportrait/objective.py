@@ -41,6 +41,59 @@ def _unwrap(model: torch.nn.Module) -> JointDenoiser:
     return inner
 
 
+def reference_inputs(
+    vae: AutoencoderKL,
+    image_encoder: torch.nn.Module | None,
+    reference: torch.Tensor,
+    param: torch.Tensor,
+    cross_dim: int,
+    reference_dropout: float,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Reference latent ``(B, 4, h, w)``, cross-attention states ``(B, 1, D)`` and keep flags ``(B,)``.
+
+    With ``reference_dropout > 0`` each sample keeps its reference with probability
+    ``1 - reference_dropout``; a dropped one also gets the null embedding.
+    """
+    keep = None
+    if reference_dropout > 0:
+        rng_device = generator.device if generator is not None else param.device
+        keep = torch.rand(reference.shape[0], generator=generator, device=rng_device) >= reference_dropout
+        keep = keep.to(param.device)
+    z_ref = encode_rgb(vae, reference).to(param.device, param.dtype)
+    ehs = reference_conditioning(image_encoder, reference.to(param.device), cross_dim, param.dtype, keep)
+    return z_ref, ehs, keep
+
+
+def noised_latents_and_target(
+    z0: torch.Tensor,
+    noise_scheduler: SchedulerMixin,
+    prediction_type: str | None,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 3-4: noisy latents, timesteps ``(B,)`` (one per sample, shared by all its channels) and the
+    regression target (the noise, or the velocity for ``v_prediction``)."""
+    prediction_type = prediction_type or noise_scheduler.config.prediction_type
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+    rng_device = generator.device if generator is not None else z0.device
+    noise = torch.randn(z0.shape, generator=generator, device=rng_device).to(z0)  # independent per channel
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (z0.shape[0],), generator=generator,
+                      device=rng_device).to(z0.device)
+    noisy = noise_scheduler.add_noise(z0, noise, t)
+    target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(z0, noise, t)
+    return noisy, t, target
+
+
+def split_loss(pred: torch.Tensor, target: torch.Tensor, channels: int) -> JointLoss:
+    """MSE over all channels (eq. 5) and, for logging, over the RGB and depth halves."""
+    pred, target = pred.float(), target.float()
+    with torch.no_grad():
+        loss_rgb = F.mse_loss(pred[:, :channels], target[:, :channels])
+        loss_depth = F.mse_loss(pred[:, channels:], target[:, channels:])
+    return JointLoss(F.mse_loss(pred, target), loss_rgb, loss_depth)
+
+
 def joint_diffusion_loss(
     model: torch.nn.Module,
     vae: AutoencoderKL,
@@ -59,51 +112,28 @@ def joint_diffusion_loss(
     ``model`` is a :class:`JointDenoiser`, possibly wrapped by DDP.
     """
     joint = _unwrap(model)
-    prediction_type = prediction_type or noise_scheduler.config.prediction_type
-    if prediction_type not in PREDICTION_TYPES:
-        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
     unet = joint.unet
     param = next(unet.parameters())
-    images, depth, reference = batch["image"], batch["depth"], batch["reference"]
-    bsz = images.shape[0]
-    rng_device = generator.device if generator is not None else param.device
+    images, depth = batch["image"], batch["depth"]
 
     with torch.no_grad():
         z_x = encode_rgb(vae, images)  # (B, 4, h, w)
         z_d = encode_depth(vae, depth)  # (B, 4, h, w)
-        z_ref = encode_rgb(vae, reference)  # (B, 4, h, w)
         condition = None
         if unet.config.in_channels == STAGE2_CHANNELS:
             if "rgb_mask" not in batch or "depth_mask" not in batch:
                 raise ValueError("an 18-channel denoiser needs 'rgb_mask' and 'depth_mask' in the batch")
             condition = build_inpainting_condition(vae, images, depth, batch["rgb_mask"], batch["depth_mask"])
-        keep = None
-        if reference_dropout > 0:
-            keep = torch.rand(bsz, generator=generator, device=rng_device) >= reference_dropout
-            keep = keep.to(param.device)
-        ehs = reference_conditioning(
-            image_encoder, reference.to(param.device), unet.config.cross_attention_dim, param.dtype, keep
-        )
+        z_ref, ehs, keep = reference_inputs(vae, image_encoder, batch["reference"], param,
+                                            unet.config.cross_attention_dim, reference_dropout, generator)
 
     z0 = torch.cat([z_x, z_d], dim=1).to(param.device, param.dtype)  # (B, 8, h, w)
-    noise = torch.randn(z0.shape, generator=generator, device=rng_device).to(z0)  # [eps_x, eps_d], independent
-    t = torch.randint(
-        0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=generator, device=rng_device
-    ).to(param.device)  # one timestep per sample, shared by both domains
-    noisy = noise_scheduler.add_noise(z0, noise, t)  # eq. 3-4
-    target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(z0, noise, t)
-
+    noisy, t, target = noised_latents_and_target(z0, noise_scheduler, prediction_type, generator)
     pred = model(
         denoiser_input(noisy, condition),
         t,
         encoder_hidden_states=ehs,
-        reference_latents=z_ref.to(param.device, param.dtype),
+        reference_latents=z_ref,
         reference_keep=keep,
     )  # (B, 8, h, w)
-    pred, target = pred.float(), target.float()
-    c = joint.latent_channels
-    loss = F.mse_loss(pred, target)
-    with torch.no_grad():
-        loss_rgb = F.mse_loss(pred[:, :c], target[:, :c])
-        loss_depth = F.mse_loss(pred[:, c:], target[:, c:])
-    return JointLoss(loss, loss_rgb, loss_depth)
+    return split_loss(pred, target, joint.latent_channels)

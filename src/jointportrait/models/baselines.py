@@ -47,7 +47,7 @@ from jointportrait.models.reference_attention import (
     run_reference_net,
 )
 from jointportrait.models.widen import widen_unet
-from jointportrait.objective import PREDICTION_TYPES, JointLoss
+from jointportrait.objective import JointLoss, noised_latents_and_target, reference_inputs, split_loss
 
 LATENT = 4
 IMAGE_TO_DEPTH = "image_to_depth"
@@ -179,35 +179,6 @@ def _inner(model: torch.nn.Module, cls: type) -> torch.nn.Module:
     return inner
 
 
-def _noise_target(z0: torch.Tensor, noise_scheduler: SchedulerMixin, prediction_type: str | None,
-                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Noisy latents, timesteps ``(B,)`` and the regression target (noise or velocity), as in eq. 3-5."""
-    prediction_type = prediction_type or noise_scheduler.config.prediction_type
-    if prediction_type not in PREDICTION_TYPES:
-        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
-    rng_device = generator.device if generator is not None else z0.device
-    noise = torch.randn(z0.shape, generator=generator, device=rng_device).to(z0)
-    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (z0.shape[0],), generator=generator,
-                      device=rng_device).to(z0.device)
-    noisy = noise_scheduler.add_noise(z0, noise, t)
-    target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(z0, noise, t)
-    return noisy, t, target
-
-
-def _reference_inputs(vae: AutoencoderKL, image_encoder: torch.nn.Module | None, reference: torch.Tensor,
-                      param: torch.Tensor, cross_dim: int, reference_dropout: float,
-                      generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Reference latent ``(B, 4, h, w)``, cross-attention states ``(B, 1, D)`` and keep flags (dropout)."""
-    keep = None
-    if reference_dropout > 0:
-        rng_device = generator.device if generator is not None else param.device
-        keep = (torch.rand(reference.shape[0], generator=generator, device=rng_device) >= reference_dropout)
-        keep = keep.to(param.device)
-    z_ref = encode_rgb(vae, reference).to(param.device, param.dtype)
-    ehs = reference_conditioning(image_encoder, reference.to(param.device), cross_dim, param.dtype, keep)
-    return z_ref, ehs, keep
-
-
 def conditional_diffusion_loss(
     model: torch.nn.Module,
     vae: AutoencoderKL,
@@ -231,10 +202,10 @@ def conditional_diffusion_loss(
     with torch.no_grad():
         z_x = encode_rgb(vae, batch["image"]).to(param.device, param.dtype)  # (B, 4, h, w)
         z_d = encode_depth(vae, batch["depth"]).to(param.device, param.dtype)  # (B, 4, h, w)
-        z_ref, ehs, keep = _reference_inputs(vae, image_encoder, batch["reference"], param,
+        z_ref, ehs, keep = reference_inputs(vae, image_encoder, batch["reference"], param,
                                              unet.config.cross_attention_dim, reference_dropout, generator)
     target_z, cond_z = (z_d, z_x) if cond_model.direction == IMAGE_TO_DEPTH else (z_x, z_d)
-    noisy, t, target = _noise_target(target_z, noise_scheduler, prediction_type, generator)
+    noisy, t, target = noised_latents_and_target(target_z, noise_scheduler, prediction_type, generator)
     pred = model(torch.cat([noisy, cond_z], dim=1), t, encoder_hidden_states=ehs,  # (B, 8, h, w) in
                  reference_latents=z_ref, reference_keep=keep)  # (B, 4, h, w)
     loss = F.mse_loss(pred.float(), target.float())
@@ -260,16 +231,12 @@ def concat_reference_loss(
     with torch.no_grad():
         z_x = encode_rgb(vae, batch["image"])
         z_d = encode_depth(vae, batch["depth"])
-        z_ref, ehs, keep = _reference_inputs(vae, image_encoder, batch["reference"], param,
+        z_ref, ehs, keep = reference_inputs(vae, image_encoder, batch["reference"], param,
                                              unet.config.cross_attention_dim, reference_dropout, generator)
     z0 = torch.cat([z_x, z_d], dim=1).to(param.device, param.dtype)  # (B, 8, h, w)
-    noisy, t, target = _noise_target(z0, noise_scheduler, prediction_type, generator)
+    noisy, t, target = noised_latents_and_target(z0, noise_scheduler, prediction_type, generator)
     pred = model(noisy, t, encoder_hidden_states=ehs, reference_latents=z_ref, reference_keep=keep)  # (B, 8, h, w)
-    pred, target = pred.float(), target.float()
-    with torch.no_grad():
-        loss_rgb = F.mse_loss(pred[:, :LATENT], target[:, :LATENT])
-        loss_depth = F.mse_loss(pred[:, LATENT:], target[:, LATENT:])
-    return JointLoss(F.mse_loss(pred, target), loss_rgb, loss_depth)
+    return split_loss(pred, target, LATENT)
 
 
 # ----------------------------------------------------------------------------------------------- sampling
