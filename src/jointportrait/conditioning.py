@@ -56,21 +56,46 @@ def build_inpainting_condition(
     depth_normalized: torch.Tensor,
     rgb_mask: torch.Tensor,
     depth_mask: torch.Tensor,
+    rgb_latents: torch.Tensor | None = None,
+    depth_latents: torch.Tensor | None = None,
 ) -> InpaintingCondition:
     """Conditioning for images ``(B, 3, H, W)`` and normalised depth ``(B, 1, H, W)``.
 
     ``rgb_mask``/``depth_mask`` are ``(B, 1, H, W)`` with 1 = generate. A mask
     that is 1 everywhere blanks its domain entirely (nothing is known).
+
+    ``rgb_latents``/``depth_latents`` (optional, ``(B, 4, h, w)``): the latents
+    of the unmasked inputs when the caller has them already (training). Rows
+    whose mask is all 0 then reuse them and rows whose mask is all 1 take the
+    latent of a blank input, so only rows with a spatial mask are encoded; the
+    result is the same as encoding every row.
     """
     keep_rgb = (rgb_mask < 0.5).to(rgb.dtype)
     keep_depth = (depth_mask < 0.5).to(depth_normalized.dtype)
-    masked_rgb = encode_rgb(vae, rgb * keep_rgb)
-    masked_depth = encode_depth(vae, depth_normalized * keep_depth)
+    masked_rgb = _masked_latents(vae, rgb, keep_rgb, rgb_latents, encode_rgb)
+    masked_depth = _masked_latents(vae, depth_normalized, keep_depth, depth_latents, encode_depth)
     hw = masked_rgb.shape[-2:]
     dtype = masked_rgb.dtype
     return InpaintingCondition(
         latent_mask(rgb_mask, hw).to(dtype), latent_mask(depth_mask, hw).to(dtype), masked_rgb, masked_depth
     )
+
+
+def _masked_latents(vae: AutoencoderKL, x: torch.Tensor, keep: torch.Tensor, latents: torch.Tensor | None,
+                    encode) -> torch.Tensor:
+    """``encode(x * keep)``, reusing ``latents`` (= ``encode(x)``) for rows kept whole."""
+    if latents is None:
+        return encode(vae, x * keep)
+    flat = keep.flatten(1)
+    whole, blank = flat.min(dim=1).values > 0.5, flat.max(dim=1).values < 0.5  # (B,)
+    out = latents.to(device=vae.device, dtype=vae.dtype).clone()
+    if blank.any():
+        # a blank RGB image and a blank depth map are both an all-zero 3-channel input
+        out[blank] = encode_rgb(vae, x.new_zeros((1, 3, *x.shape[-2:]))).expand(int(blank.sum()), -1, -1, -1)
+    partial = ~(whole | blank)
+    if partial.any():
+        out[partial] = encode(vae, (x * keep)[partial])
+    return out
 
 
 def denoiser_input(noisy_latents: torch.Tensor, condition: InpaintingCondition | None) -> torch.Tensor:

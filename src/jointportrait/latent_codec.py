@@ -29,6 +29,25 @@ def encode_depth(vae: AutoencoderKL, depth_normalized: torch.Tensor) -> torch.Te
     return encode_rgb(vae, depth_normalized.expand(-1, 3, -1, -1))
 
 
+LATENT_SOURCES = ("image", "depth", "reference")  # batch keys whose latents a training batch may carry
+
+
+def batch_latents(vae: AutoencoderKL, batch: dict, key: str) -> torch.Tensor:
+    """Latents of ``batch[key]`` (``"image"``/``"reference"``: RGB; ``"depth"``: normalised depth).
+
+    A batch of a latent-cached training set
+    (:class:`~jointportrait.training.latent_cache.LatentCache`) carries them
+    already as ``batch[key + "_latents"]``, encoded once before training; other
+    batches are encoded now. Both give ``encode_rgb`` / ``encode_depth`` of the item.
+    """
+    if key not in LATENT_SOURCES:
+        raise KeyError(f"no latents for batch key {key!r} (known: {', '.join(LATENT_SOURCES)})")
+    cached = batch.get(f"{key}_latents")
+    if cached is not None:
+        return cached.to(device=vae.device, dtype=vae.dtype)
+    return encode_depth(vae, batch[key]) if key == "depth" else encode_rgb(vae, batch[key])
+
+
 def decode_rgb(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
     """Latents -> images ``(B, 3, H, W)`` clipped to [-1, 1]."""
     z = latents.to(device=vae.device, dtype=vae.dtype) / _scale(vae)

@@ -20,7 +20,7 @@ from diffusers import AutoencoderKL
 from diffusers.schedulers import SchedulerMixin
 
 from jointportrait.conditioning import STAGE2_CHANNELS, build_inpainting_condition, denoiser_input
-from jointportrait.latent_codec import encode_depth, encode_rgb
+from jointportrait.latent_codec import batch_latents
 from jointportrait.models.image_condition import reference_conditioning
 from jointportrait.models.joint_denoiser import JointDenoiser
 
@@ -44,23 +44,25 @@ def _unwrap(model: torch.nn.Module) -> JointDenoiser:
 def reference_inputs(
     vae: AutoencoderKL,
     image_encoder: torch.nn.Module | None,
-    reference: torch.Tensor,
+    batch: dict[str, torch.Tensor],
     param: torch.Tensor,
     cross_dim: int,
     reference_dropout: float,
     generator: torch.Generator | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Reference latent ``(B, 4, h, w)``, cross-attention states ``(B, 1, D)`` and keep flags ``(B,)``.
+    """Reference latent ``(B, 4, h, w)``, cross-attention states ``(B, 1, D)`` and keep flags ``(B,)``
+    for the references ``batch["reference"]`` (their latents cached in the batch or encoded now).
 
     With ``reference_dropout > 0`` each sample keeps its reference with probability
     ``1 - reference_dropout``; a dropped one also gets the null embedding.
     """
+    reference = batch["reference"]
     keep = None
     if reference_dropout > 0:
         rng_device = generator.device if generator is not None else param.device
         keep = torch.rand(reference.shape[0], generator=generator, device=rng_device) >= reference_dropout
         keep = keep.to(param.device)
-    z_ref = encode_rgb(vae, reference).to(param.device, param.dtype)
+    z_ref = batch_latents(vae, batch, "reference").to(param.device, param.dtype)
     ehs = reference_conditioning(image_encoder, reference.to(param.device), cross_dim, param.dtype, keep)
     return z_ref, ehs, keep
 
@@ -117,14 +119,15 @@ def joint_diffusion_loss(
     images, depth = batch["image"], batch["depth"]
 
     with torch.no_grad():
-        z_x = encode_rgb(vae, images)  # (B, 4, h, w)
-        z_d = encode_depth(vae, depth)  # (B, 4, h, w)
+        z_x = batch_latents(vae, batch, "image")  # (B, 4, h, w)
+        z_d = batch_latents(vae, batch, "depth")  # (B, 4, h, w)
         condition = None
         if unet.config.in_channels == STAGE2_CHANNELS:
             if "rgb_mask" not in batch or "depth_mask" not in batch:
                 raise ValueError("an 18-channel denoiser needs 'rgb_mask' and 'depth_mask' in the batch")
-            condition = build_inpainting_condition(vae, images, depth, batch["rgb_mask"], batch["depth_mask"])
-        z_ref, ehs, keep = reference_inputs(vae, image_encoder, batch["reference"], param,
+            condition = build_inpainting_condition(vae, images, depth, batch["rgb_mask"], batch["depth_mask"],
+                                                   rgb_latents=z_x, depth_latents=z_d)
+        z_ref, ehs, keep = reference_inputs(vae, image_encoder, batch, param,
                                             unet.config.cross_attention_dim, reference_dropout, generator)
 
     z0 = torch.cat([z_x, z_d], dim=1).to(param.device, param.dtype)  # (B, 8, h, w)

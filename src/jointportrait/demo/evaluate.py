@@ -23,7 +23,7 @@ from PIL import Image
 
 from jointportrait.io import colorize_depth
 
-UPSCALE = 2  # grid cells are shown at 2x (nearest) so 64 px samples are visible
+GRID_CELL = 128  # grid cells are enlarged (nearest) to about this many pixels so 32 px samples are visible
 
 
 def _pil(image_tensor: torch.Tensor) -> Image.Image:
@@ -34,7 +34,8 @@ def _pil(image_tensor: torch.Tensor) -> Image.Image:
 
 def _cell(arr: np.ndarray | Image.Image) -> Image.Image:
     img = arr if isinstance(arr, Image.Image) else Image.fromarray(arr)
-    return img.resize((img.width * UPSCALE, img.height * UPSCALE), Image.NEAREST)
+    factor = max(1, GRID_CELL // max(img.width, img.height))
+    return img.resize((img.width * factor, img.height * factor), Image.NEAREST)
 
 
 def _grid(rows: list[list[Image.Image]]) -> Image.Image:
@@ -50,6 +51,12 @@ def _error_map(aligned: np.ndarray, gt: np.ndarray, mask: np.ndarray, max_rel: f
     """|aligned - gt| / gt on the mask as a colour map (0 .. ``max_rel``), black elsewhere."""
     rel = np.where(mask, np.abs(aligned - gt) / np.maximum(gt, 1e-6), 0.0)
     return colorize_depth(max_rel - np.clip(rel, 0, max_rel), mask, lo=0.0, hi=max_rel)
+
+
+def _trailing(scheduler):
+    """Every model samples with ``trailing`` spacing: few steps from pure noise start at the last training
+    timestep (as :func:`~jointportrait.applications.depth_estimation.estimate_depth` does by default)."""
+    return type(scheduler).from_config(scheduler.config, timestep_spacing="trailing")
 
 
 def _mean_rows(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
@@ -74,11 +81,12 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
     test = FrameDataset(data, size=cfg.size, split="test", seed=cfg.seed)
     prior = mean_depth_prior(FrameDataset(data, size=cfg.size, split="train", seed=cfg.seed))
     pipe = load_joint_pipeline(joint_dir, device=device)
+    pipe.scheduler = _trailing(pipe.scheduler)
     separate = {}
     for name, path in (("i2d", i2d_dir), ("d2i", d2i_dir)):
         parts = load_baseline(path)
         model = build_baseline_model(parts).to(device).eval()
-        separate[name] = (model, parts["vae"].to(device), parts["scheduler"])
+        separate[name] = (model, parts["vae"].to(device), _trailing(parts["scheduler"]))
 
     names = {"ours": "Ours (joint, stage 2)", "separate": "w/o joint learning", "trivial": None}
     depth_rows: dict[str, list[dict]] = {names["ours"]: [], names["separate"]: [],

@@ -39,7 +39,7 @@ from diffusers.schedulers import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from jointportrait.errors import InputError, MissingPathError
-from jointportrait.latent_codec import decode_depth, decode_rgb, encode_depth, encode_rgb
+from jointportrait.latent_codec import batch_latents, decode_depth, decode_rgb, encode_depth, encode_rgb
 from jointportrait.models.image_condition import null_embedding, reference_conditioning
 from jointportrait.models.reference_attention import (
     ReferenceBank,
@@ -200,9 +200,9 @@ def conditional_diffusion_loss(
     unet = cond_model.unet
     param = next(unet.parameters())
     with torch.no_grad():
-        z_x = encode_rgb(vae, batch["image"]).to(param.device, param.dtype)  # (B, 4, h, w)
-        z_d = encode_depth(vae, batch["depth"]).to(param.device, param.dtype)  # (B, 4, h, w)
-        z_ref, ehs, keep = reference_inputs(vae, image_encoder, batch["reference"], param,
+        z_x = batch_latents(vae, batch, "image").to(param.device, param.dtype)  # (B, 4, h, w)
+        z_d = batch_latents(vae, batch, "depth").to(param.device, param.dtype)  # (B, 4, h, w)
+        z_ref, ehs, keep = reference_inputs(vae, image_encoder, batch, param,
                                              unet.config.cross_attention_dim, reference_dropout, generator)
     target_z, cond_z = (z_d, z_x) if cond_model.direction == IMAGE_TO_DEPTH else (z_x, z_d)
     noisy, t, target = noised_latents_and_target(target_z, noise_scheduler, prediction_type, generator)
@@ -229,9 +229,9 @@ def concat_reference_loss(
     unet = _inner(model, ConcatReferenceDenoiser).unet
     param = next(unet.parameters())
     with torch.no_grad():
-        z_x = encode_rgb(vae, batch["image"])
-        z_d = encode_depth(vae, batch["depth"])
-        z_ref, ehs, keep = reference_inputs(vae, image_encoder, batch["reference"], param,
+        z_x = batch_latents(vae, batch, "image")
+        z_d = batch_latents(vae, batch, "depth")
+        z_ref, ehs, keep = reference_inputs(vae, image_encoder, batch, param,
                                              unet.config.cross_attention_dim, reference_dropout, generator)
     z0 = torch.cat([z_x, z_d], dim=1).to(param.device, param.dtype)  # (B, 8, h, w)
     noisy, t, target = noised_latents_and_target(z0, noise_scheduler, prediction_type, generator)

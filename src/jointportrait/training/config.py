@@ -48,6 +48,9 @@ class DataConfig:
     split: str = "train"
     val_split: str = "val"
     num_workers: int = 0
+    # hold the training set in memory with its VAE latents encoded once (training/latent_cache.py);
+    # for small sets (the demo's): every item is read and encoded before the first step
+    cache_latents: bool = False
 
 
 @dataclass

@@ -32,6 +32,7 @@ from jointportrait.errors import JointPortraitError
 from jointportrait.training.checkpoint import TrainState, remove_incomplete, save_checkpoint
 from jointportrait.training.config import ConfigError, RunConfig, save_config
 from jointportrait.training.data import StepBatchSampler, build_datasets
+from jointportrait.training.latent_cache import LatentCache
 from jointportrait.training.masks import MaskSampler
 from jointportrait.training.models import MODEL_KINDS, Components
 
@@ -153,6 +154,8 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
     if weight_dtype != torch.float32:  # export the frozen parts in their original precision
         export_frozen = tuple(copy.deepcopy(m) if m is not None else None for m in export_frozen)
     _prepare_components(cfg, components, weight_dtype, accelerator.device)
+    if cfg.data.cache_latents:
+        dataset = LatentCache(dataset, components.vae)
     model = components.model
     params = _trainable(model)
     optimizer = torch.optim.AdamW(
