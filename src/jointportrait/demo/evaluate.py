@@ -59,6 +59,10 @@ def _trailing(scheduler):
     return type(scheduler).from_config(scheduler.config, timestep_spacing="trailing")
 
 
+def _sampling(steps: int) -> str:
+    return f"{steps} DDIM step{'s' if steps > 1 else ''}, trailing spacing, every model alike"
+
+
 def _mean_rows(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
     return {name: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for name, rs in rows.items()}
 
@@ -94,7 +98,7 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
     image_rows: dict[str, list[dict]] = {names["ours"]: [], names["separate"]: [], "Trivial: reference copied": []}
     depth_grid, image_grid = [], []
     relit = None
-    steps = cfg.inference_steps
+    steps, depth_steps = cfg.inference_steps, cfg.depth_inference_steps
     for i in range(len(test)):
         s = test[i]
         gt = s["depth_raw"][0].numpy()  # camera z, 0 outside the mask
@@ -104,10 +108,11 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
         reference = _pil(s["reference"])
 
         # Table 1: depth estimation (the reference is the input image itself)
-        ours = estimate_depth(pipe, photo, num_inference_steps=steps, generator=torch.Generator().manual_seed(cfg.seed + i)).depth
+        ours = estimate_depth(pipe, photo, num_inference_steps=depth_steps,
+                              generator=torch.Generator().manual_seed(cfg.seed + i)).depth
         sep = sample_conditional(separate["i2d"][0], separate["i2d"][1], separate["i2d"][2],
                                  s["image"][None].to(device), s["image"][None].to(device),
-                                 num_inference_steps=steps, generator=torch.Generator().manual_seed(cfg.seed + i))[0, 0].cpu().numpy()
+                                 num_inference_steps=depth_steps, generator=torch.Generator().manual_seed(cfg.seed + i))[0, 0].cpu().numpy()
         preds = {names["ours"]: ours, names["separate"]: sep, "Trivial: mean training depth": prior}
         for name, pred in preds.items():
             depth_rows[name].append(depth_metrics(pred, gt, mask, alignment="depth"))
@@ -157,8 +162,9 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
         figures[key] = path.name
     metrics = {
         "depth_estimation": {"n_images": len(test), "alignment": "depth (least squares scale and shift)",
-                             "mask": "skin and valid ground truth", "rows": _mean_rows(depth_rows)},
-        "depth_to_image": {"n_images": len(test), "rows": _mean_rows(image_rows),
+                             "mask": "skin and valid ground truth", "rows": _mean_rows(depth_rows),
+                             "sampling": _sampling(depth_steps)},
+        "depth_to_image": {"n_images": len(test), "rows": _mean_rows(image_rows), "sampling": _sampling(steps),
                            "not_computed": "LPIPS and FID need published backbone weights (none here)"},
     }
     return metrics, figures

@@ -45,16 +45,17 @@ td:first-child,th:first-child{{text-align:left}}img{{image-rendering:pixelated;m
 <p>Face model: <b>{html.escape(metrics['face_model'])}</b>. Everything below was produced on this machine by
 <code>jointportrait demo</code>: synthetic studio data, a tiny VAE, the joint model (stage 1, then the
 inpainting fine-tune), the separate "w/o joint learning" networks, and their evaluation on held-out subjects.
-These are tiny models trained for minutes at 64&times;64 px; compare rows with each other, not with the paper.</p>
+These are tiny models trained for minutes at {config['size']}&times;{config['size']} px; compare rows with each other, not with the paper.</p>
 <h2>Depth estimation (paper Table 1)</h2>
 <p class="note">{html.escape(metrics['depth_estimation']['alignment'])} over the {html.escape(metrics['depth_estimation']['mask'])};
-per image, then averaged over {metrics['depth_estimation']['n_images']} held-out images.</p>
+per image, then averaged over {metrics['depth_estimation']['n_images']} held-out images;
+{html.escape(metrics['depth_estimation']['sampling'])}.</p>
 {_table(metrics['depth_estimation']['rows'], DEPTH_COLUMNS)}
 <p>Columns: input, ground-truth depth, then for ours, w/o joint learning and the trivial prior: aligned depth and
 relative error (0 to 3 %).</p>
 <img src="{figures['depth_estimation']}" alt="depth estimation grid">
 <h2>Depth-to-image (paper Table 2)</h2>
-<p class="note">{html.escape(metrics['depth_to_image']['not_computed'])}.</p>
+<p class="note">{html.escape(metrics['depth_to_image']['sampling'])}. {html.escape(metrics['depth_to_image']['not_computed'])}.</p>
 {_table(metrics['depth_to_image']['rows'], IMAGE_COLUMNS)}
 <p>Columns: reference (another frame of the subject), input depth, ground-truth photo, ours, w/o joint learning.</p>
 <img src="{figures['depth_to_image']}" alt="depth-to-image grid">
