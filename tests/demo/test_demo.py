@@ -38,8 +38,10 @@ def test_demo_quick_runs_every_stage(tmp_path, capsys, face_model_path):
 def test_demo_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert main(["demo", "--minutes", "0", "--out", str(tmp_path)]) == 2
     assert main(["demo", "--steps", "0", "--out", str(tmp_path)]) == 2
+    assert main(["demo", "--subjects", "3", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+    assert "--subjects" in err[2]
 
 
 @pytest.mark.slow
