@@ -64,11 +64,12 @@ def build_inpainting_condition(
     ``rgb_mask``/``depth_mask`` are ``(B, 1, H, W)`` with 1 = generate. A mask
     that is 1 everywhere blanks its domain entirely (nothing is known).
 
-    ``rgb_latents``/``depth_latents`` (optional, ``(B, 4, h, w)``): the latents
-    of the unmasked inputs when the caller has them already (training). Rows
-    whose mask is all 0 then reuse them and rows whose mask is all 1 take the
-    latent of a blank input, so only rows with a spatial mask are encoded; the
-    result is the same as encoding every row.
+    Rows whose mask is all 1 share one latent of a blank input. ``rgb_latents``/
+    ``depth_latents`` (optional, ``(B, 4, h, w)``) are the latents of the
+    unmasked inputs when the caller has them already (training, or an image that
+    is also the reference); rows whose mask is all 0 then reuse them. Only the
+    other rows are encoded; the result is the same as encoding every row (the
+    VAE normalises each sample on its own).
     """
     keep_rgb = (rgb_mask < 0.5).to(rgb.dtype)
     keep_depth = (depth_mask < 0.5).to(depth_normalized.dtype)
@@ -83,18 +84,27 @@ def build_inpainting_condition(
 
 def _masked_latents(vae: AutoencoderKL, x: torch.Tensor, keep: torch.Tensor, latents: torch.Tensor | None,
                     encode) -> torch.Tensor:
-    """``encode(x * keep)``, reusing ``latents`` (= ``encode(x)``) for rows kept whole."""
-    if latents is None:
-        return encode(vae, x * keep)
+    """``encode(x * keep)`` row by row, without encoding what is known: rows kept whole reuse ``latents``
+    (= ``encode(x)``, when given) and blanked rows share one encoding of an all-zero input."""
     flat = keep.flatten(1)
-    whole, blank = flat.min(dim=1).values > 0.5, flat.max(dim=1).values < 0.5  # (B,)
-    out = latents.to(device=vae.device, dtype=vae.dtype).clone()
-    if blank.any():
+    blank = flat.max(dim=1).values < 0.5  # (B,)
+    whole = flat.min(dim=1).values > 0.5 if latents is not None else torch.zeros_like(blank)
+    todo = ~(whole | blank)
+    if bool(todo.all()):
+        return encode(vae, x * keep)
+    rows = {}
+    if bool(todo.any()):
+        rows["todo"] = encode(vae, (x * keep)[todo])
+    if bool(blank.any()):
         # a blank RGB image and a blank depth map are both an all-zero 3-channel input
-        out[blank] = encode_rgb(vae, x.new_zeros((1, 3, *x.shape[-2:]))).expand(int(blank.sum()), -1, -1, -1)
-    partial = ~(whole | blank)
-    if partial.any():
-        out[partial] = encode(vae, (x * keep)[partial])
+        rows["blank"] = encode_rgb(vae, x.new_zeros((1, 3, *x.shape[-2:])))
+    if bool(whole.any()):
+        rows["whole"] = latents.to(device=vae.device, dtype=vae.dtype)[whole.to(latents.device)]
+    first = next(iter(rows.values()))
+    out = first.new_empty((x.shape[0], *first.shape[1:]))
+    for name, mask in (("todo", todo), ("blank", blank), ("whole", whole)):
+        if name in rows:
+            out[mask.to(out.device)] = rows[name]
     return out
 
 

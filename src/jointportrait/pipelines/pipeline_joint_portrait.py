@@ -231,7 +231,8 @@ class JointPortraitPipeline(DiffusionPipeline):
         cross_dim = self.unet.config.cross_attention_dim
 
         # 2. Reference: latent, image embedding, ReferenceNet once at t = 0
-        ref_latents = encode_rgb(self.vae, refs).to(dtype)  # (R, 4, h, w)
+        ref_vae_latents = encode_rgb(self.vae, refs)  # (R, 4, h, w)
+        ref_latents = ref_vae_latents.to(dtype)
         ehs = reference_conditioning(self.image_encoder, refs, cross_dim, dtype)  # (R, 1, D)
         bank = self._joint.encode_reference(ref_latents, ehs)
         ehs = ehs[index]  # (N, 1, D)
@@ -263,8 +264,11 @@ class JointPortraitPipeline(DiffusionPipeline):
         depth_in = depth_n if depth_n is not None else torch.ones(n_ref, 1, height, width, device=device)
         condition = known = None
         if mode == "conditioning":
+            # depth estimation passes the photo as image and reference: encode it once
+            same = rgb is not None and rgb.shape == refs.shape and torch.equal(rgb, refs)
             condition = build_inpainting_condition(
-                self.vae, rgb_in, depth_in.to(self.vae.dtype), m_rgb, m_depth
+                self.vae, rgb_in, depth_in.to(self.vae.dtype), m_rgb, m_depth,
+                rgb_latents=ref_vae_latents if same else None,
             ).select(index)
         elif rgb is not None or depth_n is not None:
             z_known = torch.cat([encode_rgb(self.vae, rgb_in), encode_depth(self.vae, depth_in.to(self.vae.dtype))], 1)
