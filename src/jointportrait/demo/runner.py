@@ -61,7 +61,7 @@ class DemoConfig:
     subjects: int = 160
     frames_per_subject: int = 3  # one to train on, others as its references
     batch_size: int = 32
-    vae_levels: int = 3  # 3 levels: size / 4 latents (64 px -> 16x16)
+    vae_levels: int = 3  # 3 levels: size / 4 latents (32 px -> 8x8)
     learning_rate: float = 1e-3  # tiny models from scratch (the paper's 1e-5 fine-tunes SD 1.5)
     prediction_type: str = "v_prediction"  # learns faster than epsilon for few-step sampling
     inference_steps: int = 10  # depth-to-image and joint generation
