@@ -34,14 +34,27 @@ class JointLoss:
     loss_depth: torch.Tensor  # scalar, depth half (for logging)
 
 
-def _unwrap(model: torch.nn.Module) -> JointDenoiser:
-    inner = getattr(model, "module", model)  # DDP / accelerate wrappers
-    if not isinstance(inner, JointDenoiser):
-        raise TypeError(f"expected a JointDenoiser, got {type(inner).__name__}")
+def unwrap(model: torch.nn.Module, cls: type = JointDenoiser) -> torch.nn.Module:
+    """The ``cls`` module inside DDP / accelerate wrappers (a TypeError for any other module)."""
+    inner = getattr(model, "module", model)
+    if not isinstance(inner, cls):
+        raise TypeError(f"expected a {cls.__name__}, got {type(inner).__name__}")
     return inner
 
 
-def reference_inputs(
+@dataclass
+class EncodedBatch:
+    """A training batch in latent space, on the trained model's device and dtype."""
+
+    image: torch.Tensor  # z_x (B, 4, h, w)
+    depth: torch.Tensor  # z_d (B, 4, h, w)
+    reference: torch.Tensor  # reference latent (B, 4, h, w)
+    encoder_hidden_states: torch.Tensor  # (B, 1, D)
+    keep: torch.Tensor | None  # (B,) reference kept, or None without reference dropout
+
+
+@torch.no_grad()
+def encode_batch(
     vae: AutoencoderKL,
     image_encoder: torch.nn.Module | None,
     batch: dict[str, torch.Tensor],
@@ -49,9 +62,9 @@ def reference_inputs(
     cross_dim: int,
     reference_dropout: float,
     generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Reference latent ``(B, 4, h, w)``, cross-attention states ``(B, 1, D)`` and keep flags ``(B,)``
-    for the references ``batch["reference"]`` (their latents cached in the batch or encoded now).
+) -> EncodedBatch:
+    """Latents of ``batch``'s ``image``, ``depth`` and ``reference`` (cached in the batch or encoded now)
+    and the cross-attention states of the references, for the losses of every model kind.
 
     With ``reference_dropout > 0`` each sample keeps its reference with probability
     ``1 - reference_dropout``; a dropped one also gets the null embedding.
@@ -62,9 +75,9 @@ def reference_inputs(
         rng_device = generator.device if generator is not None else param.device
         keep = torch.rand(reference.shape[0], generator=generator, device=rng_device) >= reference_dropout
         keep = keep.to(param.device)
-    z_ref = batch_latents(vae, batch, "reference").to(param.device, param.dtype)
     ehs = reference_conditioning(image_encoder, reference.to(param.device), cross_dim, param.dtype, keep)
-    return z_ref, ehs, keep
+    return EncodedBatch(*(batch_latents(vae, batch, key).to(param.device, param.dtype)
+                          for key in ("image", "depth", "reference")), ehs, keep)
 
 
 def noised_latents_and_target(
@@ -113,30 +126,25 @@ def joint_diffusion_loss(
     denoiser also ``rgb_mask`` and ``depth_mask`` (B, 1, H, W), 1 = generate.
     ``model`` is a :class:`JointDenoiser`, possibly wrapped by DDP.
     """
-    joint = _unwrap(model)
+    joint = unwrap(model)
     unet = joint.unet
     param = next(unet.parameters())
-    images, depth = batch["image"], batch["depth"]
+    z = encode_batch(vae, image_encoder, batch, param, unet.config.cross_attention_dim, reference_dropout, generator)
+    condition = None
+    if unet.config.in_channels == STAGE2_CHANNELS:
+        if "rgb_mask" not in batch or "depth_mask" not in batch:
+            raise ValueError("an 18-channel denoiser needs 'rgb_mask' and 'depth_mask' in the batch")
+        with torch.no_grad():
+            condition = build_inpainting_condition(vae, batch["image"], batch["depth"], batch["rgb_mask"],
+                                                   batch["depth_mask"], rgb_latents=z.image, depth_latents=z.depth)
 
-    with torch.no_grad():
-        z_x = batch_latents(vae, batch, "image")  # (B, 4, h, w)
-        z_d = batch_latents(vae, batch, "depth")  # (B, 4, h, w)
-        condition = None
-        if unet.config.in_channels == STAGE2_CHANNELS:
-            if "rgb_mask" not in batch or "depth_mask" not in batch:
-                raise ValueError("an 18-channel denoiser needs 'rgb_mask' and 'depth_mask' in the batch")
-            condition = build_inpainting_condition(vae, images, depth, batch["rgb_mask"], batch["depth_mask"],
-                                                   rgb_latents=z_x, depth_latents=z_d)
-        z_ref, ehs, keep = reference_inputs(vae, image_encoder, batch, param,
-                                            unet.config.cross_attention_dim, reference_dropout, generator)
-
-    z0 = torch.cat([z_x, z_d], dim=1).to(param.device, param.dtype)  # (B, 8, h, w)
+    z0 = torch.cat([z.image, z.depth], dim=1)  # (B, 8, h, w)
     noisy, t, target = noised_latents_and_target(z0, noise_scheduler, prediction_type, generator)
     pred = model(
         denoiser_input(noisy, condition),
         t,
-        encoder_hidden_states=ehs,
-        reference_latents=z_ref,
-        reference_keep=keep,
+        encoder_hidden_states=z.encoder_hidden_states,
+        reference_latents=z.reference,
+        reference_keep=z.keep,
     )  # (B, 8, h, w)
     return split_loss(pred, target, joint.latent_channels)

@@ -39,7 +39,7 @@ from diffusers.schedulers import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from jointportrait.errors import InputError, MissingPathError
-from jointportrait.latent_codec import batch_latents, decode_depth, decode_rgb, encode_depth, encode_rgb
+from jointportrait.latent_codec import decode_depth, decode_rgb, encode_depth, encode_rgb
 from jointportrait.models.image_condition import null_embedding, reference_conditioning
 from jointportrait.models.reference_attention import (
     ReferenceBank,
@@ -47,7 +47,7 @@ from jointportrait.models.reference_attention import (
     run_reference_net,
 )
 from jointportrait.models.widen import widen_unet
-from jointportrait.objective import JointLoss, noised_latents_and_target, reference_inputs, split_loss
+from jointportrait.objective import JointLoss, encode_batch, noised_latents_and_target, split_loss, unwrap
 
 LATENT = 4
 IMAGE_TO_DEPTH = "image_to_depth"
@@ -172,13 +172,6 @@ def load_baseline(path: str | Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------- losses
-def _inner(model: torch.nn.Module, cls: type) -> torch.nn.Module:
-    inner = getattr(model, "module", model)  # DDP / accelerate wrappers
-    if not isinstance(inner, cls):
-        raise TypeError(f"expected a {cls.__name__}, got {type(inner).__name__}")
-    return inner
-
-
 def conditional_diffusion_loss(
     model: torch.nn.Module,
     vae: AutoencoderKL,
@@ -196,18 +189,14 @@ def conditional_diffusion_loss(
     predict is reported as 0 (``loss_rgb`` for image -> depth, ``loss_depth``
     for depth -> image).
     """
-    cond_model = _inner(model, ConditionalDenoiser)
+    cond_model = unwrap(model, ConditionalDenoiser)
     unet = cond_model.unet
-    param = next(unet.parameters())
-    with torch.no_grad():
-        z_x = batch_latents(vae, batch, "image").to(param.device, param.dtype)  # (B, 4, h, w)
-        z_d = batch_latents(vae, batch, "depth").to(param.device, param.dtype)  # (B, 4, h, w)
-        z_ref, ehs, keep = reference_inputs(vae, image_encoder, batch, param,
-                                             unet.config.cross_attention_dim, reference_dropout, generator)
-    target_z, cond_z = (z_d, z_x) if cond_model.direction == IMAGE_TO_DEPTH else (z_x, z_d)
+    z = encode_batch(vae, image_encoder, batch, next(unet.parameters()), unet.config.cross_attention_dim,
+                     reference_dropout, generator)
+    target_z, cond_z = (z.depth, z.image) if cond_model.direction == IMAGE_TO_DEPTH else (z.image, z.depth)
     noisy, t, target = noised_latents_and_target(target_z, noise_scheduler, prediction_type, generator)
-    pred = model(torch.cat([noisy, cond_z], dim=1), t, encoder_hidden_states=ehs,  # (B, 8, h, w) in
-                 reference_latents=z_ref, reference_keep=keep)  # (B, 4, h, w)
+    pred = model(torch.cat([noisy, cond_z], dim=1), t, encoder_hidden_states=z.encoder_hidden_states,  # 8 ch in
+                 reference_latents=z.reference, reference_keep=z.keep)  # (B, 4, h, w)
     loss = F.mse_loss(pred.float(), target.float())
     zero = loss.detach().new_zeros(())
     if cond_model.direction == IMAGE_TO_DEPTH:
@@ -226,16 +215,13 @@ def concat_reference_loss(
     generator: torch.Generator | None = None,
 ) -> JointLoss:
     """Eq. 5 for the "w/o ReferenceNet" ablation: joint noise MSE, reference latent as extra input channels."""
-    unet = _inner(model, ConcatReferenceDenoiser).unet
-    param = next(unet.parameters())
-    with torch.no_grad():
-        z_x = batch_latents(vae, batch, "image")
-        z_d = batch_latents(vae, batch, "depth")
-        z_ref, ehs, keep = reference_inputs(vae, image_encoder, batch, param,
-                                             unet.config.cross_attention_dim, reference_dropout, generator)
-    z0 = torch.cat([z_x, z_d], dim=1).to(param.device, param.dtype)  # (B, 8, h, w)
+    unet = unwrap(model, ConcatReferenceDenoiser).unet
+    z = encode_batch(vae, image_encoder, batch, next(unet.parameters()), unet.config.cross_attention_dim,
+                     reference_dropout, generator)
+    z0 = torch.cat([z.image, z.depth], dim=1)  # (B, 8, h, w)
     noisy, t, target = noised_latents_and_target(z0, noise_scheduler, prediction_type, generator)
-    pred = model(noisy, t, encoder_hidden_states=ehs, reference_latents=z_ref, reference_keep=keep)  # (B, 8, h, w)
+    pred = model(noisy, t, encoder_hidden_states=z.encoder_hidden_states, reference_latents=z.reference,
+                 reference_keep=z.keep)  # (B, 8, h, w)
     return split_loss(pred, target, LATENT)
 
 
