@@ -34,6 +34,13 @@ def resolve_inpaint_mode(pipe, inpaint_mode: str = "auto") -> str:
     return "conditioning" if pipe.is_inpainting_model else "replacement"
 
 
+def with_timestep_spacing(scheduler, spacing: str):
+    """A copy of ``scheduler`` with ``timestep_spacing=spacing`` (see :func:`timestep_spacing`)."""
+    if spacing not in TIMESTEP_SPACINGS:
+        raise ValueError(f"`timestep_spacing` must be one of {TIMESTEP_SPACINGS}, got {spacing!r}")
+    return type(scheduler).from_config(scheduler.config, timestep_spacing=spacing)
+
+
 @contextlib.contextmanager
 def timestep_spacing(pipe, spacing: str | None) -> Iterator[None]:
     """Run the block with the pipeline's scheduler rebuilt with ``timestep_spacing=spacing`` (None: as is).
@@ -45,10 +52,8 @@ def timestep_spacing(pipe, spacing: str | None) -> Iterator[None]:
     if spacing is None:
         yield
         return
-    if spacing not in TIMESTEP_SPACINGS:
-        raise ValueError(f"`timestep_spacing` must be one of {TIMESTEP_SPACINGS}, got {spacing!r}")
     original = pipe.scheduler
-    pipe.scheduler = type(original).from_config(original.config, timestep_spacing=spacing)
+    pipe.scheduler = with_timestep_spacing(original, spacing)
     try:
         yield
     finally:

@@ -53,12 +53,6 @@ def _error_map(aligned: np.ndarray, gt: np.ndarray, mask: np.ndarray, max_rel: f
     return colorize_depth(max_rel - np.clip(rel, 0, max_rel), mask, lo=0.0, hi=max_rel)
 
 
-def _trailing(scheduler):
-    """Every model samples with ``trailing`` spacing: few steps from pure noise start at the last training
-    timestep (as :func:`~jointportrait.applications.depth_estimation.estimate_depth` does by default)."""
-    return type(scheduler).from_config(scheduler.config, timestep_spacing="trailing")
-
-
 def _sampling(steps: int) -> str:
     return f"{steps} DDIM step{'s' if steps > 1 else ''}, trailing spacing, every model alike"
 
@@ -74,6 +68,7 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
     from jointportrait.applications.depth_to_image import depth_to_image
     from jointportrait.applications.normals import normals_from_depth
     from jointportrait.applications.relight import relight_image
+    from jointportrait.applications.sampling import with_timestep_spacing
     from jointportrait.applications.shading import lambert_shading
     from jointportrait.data.datasets import FrameDataset
     from jointportrait.demo.runner import mean_depth_prior
@@ -84,13 +79,15 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
     device = torch.device(cfg.device)
     test = FrameDataset(data, size=cfg.size, split="test", seed=cfg.seed)
     prior = mean_depth_prior(FrameDataset(data, size=cfg.size, split="train", seed=cfg.seed))
+    # every model samples with trailing spacing: few steps from pure noise start at the last training timestep
+    # (as estimate_depth does by default)
     pipe = load_joint_pipeline(joint_dir, device=device)
-    pipe.scheduler = _trailing(pipe.scheduler)
+    pipe.scheduler = with_timestep_spacing(pipe.scheduler, "trailing")
     separate = {}
     for name, path in (("i2d", i2d_dir), ("d2i", d2i_dir)):
         parts = load_baseline(path)
         model = build_baseline_model(parts).to(device).eval()
-        separate[name] = (model, parts["vae"].to(device), _trailing(parts["scheduler"]))
+        separate[name] = (model, parts["vae"].to(device), with_timestep_spacing(parts["scheduler"], "trailing"))
 
     names = {"ours": "Ours (joint, stage 2)", "separate": "w/o joint learning", "trivial": None}
     depth_rows: dict[str, list[dict]] = {names["ours"]: [], names["separate"]: [],
