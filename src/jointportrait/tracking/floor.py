@@ -106,6 +106,24 @@ def sample_surface(scan: Scan, triangles: np.ndarray) -> tuple[np.ndarray, np.nd
     return points, np.repeat(normals, len(bary), axis=0)
 
 
+def _solve_coefficients(moved: np.ndarray, rest: np.ndarray, normals: np.ndarray, ridge: float,
+                        bounds: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """Coefficients ``(K,)`` minimising ``sum_p (n_p . (M_p c - r_p))^2 + POINT_WEIGHT |M_p c - r_p|^2 +
+    ridge |c|^2`` for the placed bases ``M`` ``(K, P, 3)``, residual targets ``r`` ``(P, 3)`` and normals
+    ``(P, 3)``, through the normal equations (a Cholesky factor turns the bounded case into a K x K
+    bounded least-squares problem)."""
+    m, r, n = (torch.from_numpy(np.ascontiguousarray(a)) for a in (moved, rest, normals))  # torch's BLAS: steady
+    plane = torch.einsum("kpc,pc->kp", m, n)  # (K, P)
+    flat = m.reshape(len(m), -1)  # (K, 3P)
+    gram = plane @ plane.T + POINT_WEIGHT * flat @ flat.T + ridge * torch.eye(len(m), dtype=m.dtype)
+    rhs = plane @ (r * n).sum(1) + POINT_WEIGHT * flat @ r.reshape(-1)
+    if bounds is None:
+        return torch.linalg.solve(gram, rhs).numpy()
+    chol = torch.linalg.cholesky(gram)  # gram = L L^T: |A c - b|^2 = |L^T c - L^-1 A^T b|^2 + const
+    target = torch.linalg.solve_triangular(chol, rhs[:, None], upper=False)[:, 0]
+    return lsq_linear(chol.T.numpy(), target.numpy(), bounds=bounds, method="bvls").x
+
+
 def fit_model_to_scan(model: FaceModel, scan: Scan, expression_mode: str = "pca", num_identity: int | None = None,
                       iterations: int = 40, prior: float = 1e-3,
                       distances_cm: tuple[float, float] = (2.0, 0.5)) -> FloorFit:
@@ -139,7 +157,7 @@ def fit_model_to_scan(model: FaceModel, scan: Scan, expression_mode: str = "pca"
     coeffs = np.zeros(len(bases))
     rms, count = float("nan"), 0
     for it in range(iterations):
-        shape = mean + np.einsum("k,kvc->vc", coeffs, bases)  # (Vs, 3) model frame
+        shape = mean + np.tensordot(coeffs, bases, 1)  # (Vs, 3) model frame
         placed = scale * shape @ rotation.T + translation
         limit = distances_cm[0] * (distances_cm[1] / distances_cm[0]) ** (it / max(iterations - 1, 1))
         dist, idx = tree.query(placed, distance_upper_bound=limit)
@@ -151,20 +169,10 @@ def fit_model_to_scan(model: FaceModel, scan: Scan, expression_mode: str = "pca"
         scale, rotation, translation = umeyama(shape[keep], p)
         if len(bases) == 0:
             continue
-        # rows: point-to-plane (1 per pair) then point-to-point (3 per pair); columns: the coefficients
-        moved = scale * np.einsum("ij,kvj->kvi", rotation, bases[:, keep])  # (N + K, P, 3)
-        rest = p - scale * mean[keep] @ rotation.T - translation  # (P, 3)
-        a_plane = np.einsum("kpc,pc->pk", moved, n)  # (P, N + K)
-        b_plane = (rest * n).sum(1)
-        a_point = np.sqrt(POINT_WEIGHT) * moved.transpose(1, 2, 0).reshape(-1, len(bases))
-        b_point = np.sqrt(POINT_WEIGHT) * rest.reshape(-1)
-        a = np.concatenate([a_plane, a_point, np.sqrt(prior * count) * np.eye(len(bases))])
-        b = np.concatenate([b_plane, b_point, np.zeros(len(bases))])
-        if expression_mode == "blendshapes":
-            coeffs = lsq_linear(a, b, bounds=(lower, upper), method="bvls").x
-        else:
-            coeffs = np.linalg.lstsq(a, b, rcond=None)[0]
-    shape = mean + np.einsum("k,kvc->vc", coeffs, bases)
+        coeffs = _solve_coefficients(np.ascontiguousarray(bases[:, keep]) @ (scale * rotation.T),
+                                     p - scale * mean[keep] @ rotation.T - translation, n, prior * count,
+                                     (lower, upper) if expression_mode == "blendshapes" else None)
+    shape = mean + np.tensordot(coeffs, bases, 1)
     placed = scale * shape @ rotation.T + translation
     dist, idx = tree.query(placed, distance_upper_bound=distances_cm[1])
     keep = np.isfinite(dist)
