@@ -58,7 +58,17 @@ TEXTURE_SCALE = 0.5  # the texture is kept at half its resolution (ample for 256
 
 
 class ScanUnavailable(JointPortraitError):
-    """The scan's package could not be downloaded (no registry) or is not what was expected."""
+    """The scan's package could not be downloaded or is not what was expected."""
+
+
+class RegistryUnreachable(ScanUnavailable):
+    """pip could not reach the package registry (no network)."""
+
+
+# what pip says when it cannot reach the index (and, offline, that it found no version at all)
+NETWORK_FAILURES = ("Failed to establish a new connection", "Temporary failure in name resolution",
+                    "Network is unreachable", "Max retries exceeded", "Could not fetch URL",
+                    "from versions: none", "Connection refused", "timed out")
 
 
 def cache_root() -> Path:
@@ -85,11 +95,12 @@ def fetch_scan(cache: str | os.PathLike | None = None, timeout_s: float = 300.0)
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env, check=False)
         except subprocess.TimeoutExpired:
-            raise ScanUnavailable(f"pip download {SCAN_PACKAGE}=={SCAN_VERSION} timed out") from None
+            raise RegistryUnreachable(f"pip download {SCAN_PACKAGE}=={SCAN_VERSION} timed out") from None
         archives = list(Path(tmp).glob(f"{SCAN_PACKAGE}-{SCAN_VERSION}.tar.gz"))
         if proc.returncode != 0 or not archives:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ScanUnavailable(f"pip download {SCAN_PACKAGE}=={SCAN_VERSION} failed: {last}")
+            error = RegistryUnreachable if any(m in proc.stderr for m in NETWORK_FAILURES) else ScanUnavailable
+            raise error(f"pip download {SCAN_PACKAGE}=={SCAN_VERSION} failed: {last}")
         digest = hashlib.sha256(archives[0].read_bytes()).hexdigest()
         if digest != SCAN_SHA256:
             raise ScanUnavailable(f"{archives[0].name}: SHA-256 {digest} is not the expected {SCAN_SHA256}")
