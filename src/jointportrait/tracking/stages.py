@@ -80,7 +80,7 @@ class TrackerConfig:
     pose_smoothness: float = 50.0  # per frame step, rad^2 and (cm / 10)^2
     expression_smoothness: float = 2.0
     photometric_weight: float = 10000.0
-    photometric_landmark_scale: float = 1.0  # landmark term's weight in the photometric stage, relative
+    photometric_landmark_scale: float = 0.1  # landmark term's weight in the photometric stage, relative
     albedo_smoothness: float = 2000.0
     learning_rate: float = 0.01
     diverged_error: float = 0.15  # median landmark error / inter-ocular distance that counts as diverged
