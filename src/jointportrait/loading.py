@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from jointportrait.conditioning import STAGE1_CHANNELS
 from jointportrait.errors import InputError, MissingPathError
@@ -59,8 +60,6 @@ def load_base_components(path: str | Path) -> BaseComponents:
     scheduler = _scheduler_from(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True))
     image_encoder = None
     if (path / "image_encoder").exists():
-        from transformers import CLIPVisionModelWithProjection
-
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(path / "image_encoder", local_files_only=True)
     return BaseComponents(unet=unet, vae=vae, scheduler=scheduler, image_encoder=image_encoder)
 
@@ -143,8 +142,6 @@ def _tiny_base(sample_size: int, with_image_encoder: bool, cross_attention_dim: 
     )
     image_encoder = None
     if with_image_encoder:
-        from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
         image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             image_size=32, patch_size=8, projection_dim=cross_attention_dim,
@@ -175,8 +172,6 @@ def load_joint_pipeline(path: str | Path, device: str | torch.device = "cpu",
 def load_joint_components(path: str | Path) -> ModelComponents:
     """The parts of a saved joint model folder, loaded one by one (no pipeline is built, so the
     reference-attention processors are installed once, by whoever builds the denoiser)."""
-    from transformers import CLIPVisionModelWithProjection
-
     path = Path(path)
     _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
     image_encoder = None

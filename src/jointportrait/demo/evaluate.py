@@ -21,7 +21,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from jointportrait.applications.camera import intrinsics_from_fov, relative_to_camera_depth
+from jointportrait.applications.depth_estimation import estimate_depth
+from jointportrait.applications.depth_to_image import depth_to_image
+from jointportrait.applications.normals import normals_from_depth
+from jointportrait.applications.relight import relight_image
+from jointportrait.applications.shading import lambert_shading
+from jointportrait.data.datasets import FrameDataset
+from jointportrait.evaluation import align_prediction, depth_metrics, image_metrics
 from jointportrait.io import colorize_depth
+from jointportrait.loading import load_joint_pipeline, load_pipeline
 
 GRID_CELL = 128  # grid cells are enlarged (nearest) to about this many pixels so 32 px samples are visible
 
@@ -63,16 +72,7 @@ def _mean_rows(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
 
 @torch.no_grad()
 def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out: Path, cfg) -> tuple[dict, dict]:
-    from jointportrait.applications.camera import intrinsics_from_fov, relative_to_camera_depth
-    from jointportrait.applications.depth_estimation import estimate_depth
-    from jointportrait.applications.depth_to_image import depth_to_image
-    from jointportrait.applications.normals import normals_from_depth
-    from jointportrait.applications.relight import relight_image
-    from jointportrait.applications.shading import lambert_shading
-    from jointportrait.data.datasets import FrameDataset
-    from jointportrait.demo.runner import mean_depth_prior
-    from jointportrait.evaluation import align_prediction, depth_metrics, image_metrics
-    from jointportrait.loading import load_joint_pipeline, load_pipeline
+    from jointportrait.demo.runner import mean_depth_prior  # moves out of demo/runner.py (import circle)
 
     device = torch.device(cfg.device)
     test = FrameDataset(data, size=cfg.size, split="test", seed=cfg.seed)
