@@ -23,3 +23,7 @@ class MissingPathError(JointPortraitError, FileNotFoundError):
 
 class OutputExistsError(JointPortraitError, FileExistsError):
     """An output would overwrite an existing file and ``--overwrite`` was not given."""
+
+
+class MissingDependencyError(JointPortraitError, ImportError):
+    """An optional dependency (a ``pip install jointportrait[extra]``) is not installed; names the extra."""
