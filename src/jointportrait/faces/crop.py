@@ -69,9 +69,10 @@ class FaceCrop:
             raise InputError(f"face crop size must be at least 8 pixels, got {size}")
         cx, cy, side = crop_square(landmarks, margin)
         side_px = max(int(round(side)), 2)
-        # pixel i covers [i - 0.5, i + 0.5): the box's left edge cx - side / 2 starts at pixel round(cx - side/2 + 0.5)
-        x0 = int(round(cx - side_px / 2 + 0.5))
-        y0 = int(round(cy - side_px / 2 + 0.5))
+        # pixel i covers [i - 0.5, i + 0.5), so the box edge e = c - side / 2 falls on pixel e + 0.5,
+        # rounded half up
+        x0 = int(np.floor(cx - side_px / 2 + 1.0))
+        y0 = int(np.floor(cy - side_px / 2 + 1.0))
         return cls(x0, y0, side_px, size, height, width)
 
     @property
