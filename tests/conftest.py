@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-FACE_MODEL = SHARED / "face_model" / "ict_face_model_light.npz"
+# JOINTPORTRAIT_TEST_FACE_MODEL points a checkout without ../shared (a git worktree) at the ICT model
+FACE_MODEL = Path(os.environ.get("JOINTPORTRAIT_TEST_FACE_MODEL", SHARED / "face_model" / "ict_face_model_light.npz"))
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +45,65 @@ def tiny_stage2_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_joint_stage2")
     JointPortraitPipeline(**components).save_pretrained(out, safe_serialization=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """scikit-image's ``astronaut`` (Eileen Collins, NASA, public domain): a real 512 x 512 portrait."""
+    from skimage import data
+
+    return data.astronaut()  # (512, 512, 3) uint8
+
+
+@pytest.fixture(scope="session")
+def detector():
+    """One face detector for the session (loading dlib's models takes a while)."""
+    from jointportrait.faces import FaceDetector
+
+    return FaceDetector()
+
+
+@dataclass
+class RealClip:
+    """A folder of frames made from a real photo: ``maps[t]`` (2, 3) takes photo pixels to frame ``t``'s
+    pixels; frame ``faceless`` holds no face."""
+
+    path: Path
+    maps: list[np.ndarray]
+    faceless: int
+
+
+@pytest.fixture(scope="session")
+def astronaut_clip(tmp_path_factory, astronaut) -> RealClip:
+    """Six 160 x 160 frames of the astronaut's face in slow rotation, zoom and pan; frame 3 is plain grey."""
+    import cv2
+    from PIL import Image
+
+    out = tmp_path_factory.mktemp("astronaut_clip")
+    maps = []
+    for t in range(6):
+        m = cv2.getRotationMatrix2D((222.0, 130.0), 3.0 * np.sin(t), 1.0 + 0.03 * t)  # (2, 3)
+        m[:, 2] += (4.0 * t - 142.0, -2.0 * t - 50.0)
+        frame = cv2.warpAffine(astronaut, m, (160, 160), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        if t == 3:
+            frame = np.full_like(frame, 128)
+        Image.fromarray(frame).save(out / f"{t:03d}.png")
+        maps.append(m)
+    return RealClip(out, maps, faceless=3)
+
+
+@pytest.fixture(scope="session")
+def astronaut_hand_labels() -> dict[int, tuple[float, float]]:
+    """Index -> (x, y) of hand-labelled points of the astronaut's face."""
+    return ASTRONAUT_HAND_LANDMARKS
+
+
+# 21 well-defined points of the astronaut's face, labelled by hand on 6-12x enlargements with a pixel grid
+# (pixel centres on integers; about +-1 px of labelling uncertainty): eyes, nose, mouth, chin.
+ASTRONAUT_HAND_LANDMARKS = {
+    36: (192.5, 100.5), 37: (198.0, 96.5), 38: (205.0, 96.0), 39: (212.5, 101.0), 40: (205.0, 103.5),
+    41: (198.0, 103.0), 42: (237.5, 103.0), 43: (243.5, 99.2), 44: (250.0, 99.2), 45: (256.5, 102.0),
+    46: (250.0, 105.4), 47: (243.5, 105.4), 30: (222.5, 126.0), 31: (213.0, 129.0), 33: (224.5, 130.75),
+    35: (233.0, 129.5), 48: (203.0, 140.0), 51: (222.0, 135.5), 54: (242.0, 141.0), 57: (222.0, 153.0),
+    8: (224.0, 177.5),
+}
