@@ -73,3 +73,28 @@ def test_bad_sizes_are_errors():
         crop.paste(np.zeros((32, 32)))
     with pytest.raises(ValueError, match="margin must be positive"):
         crop_square(_face(), margin=0)
+
+
+def test_synth_face_crop_frames_follow_the_crop_rule(tmp_path):
+    import json
+
+    from jointportrait.data.face_model import load_face_model
+    from jointportrait.data.synth import SynthConfig, write_dataset
+
+    model = load_face_model(None)  # the procedural head: fast
+    write_dataset(tmp_path / "full", model, SynthConfig(subjects=1, frames_per_subject=2, size=64, seed=3))
+    write_dataset(tmp_path / "crop", model, SynthConfig(subjects=1, frames_per_subject=2, size=64, seed=3,
+                                                         face_crop=True))
+    for f in range(2):
+        full = json.loads((tmp_path / "full" / "params" / f"s0000_f000{f}.json").read_text())
+        params = json.loads((tmp_path / "crop" / "params" / f"s0000_f000{f}.json").read_text())
+        cx, cy, side = crop_square(np.asarray(params["landmarks_2d"]))
+        # the rule applied to the crop's own landmarks gives the whole crop, up to the box's rounding to whole
+        # pixels of the uncropped view
+        tolerance = 64 / crop_square(np.asarray(full["landmarks_2d"]))[2]
+        assert abs(cx - 31.5) < tolerance and abs(cy - 31.5) < tolerance and abs(side - 64) < 2 * tolerance
+        # same head, same camera placement: the crop only changes the intrinsics
+        assert params["translation_cm"] == full["translation_cm"] and params["intrinsics"] != full["intrinsics"]
+        crop_depth = np.load(tmp_path / "crop" / "depth" / f"s0000_f000{f}.npy")
+        full_depth = np.load(tmp_path / "full" / "depth" / f"s0000_f000{f}.npy")
+        assert abs(np.median(crop_depth[crop_depth > 0]) - np.median(full_depth[full_depth > 0])) < 1.0  # cm
