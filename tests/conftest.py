@@ -94,16 +94,9 @@ def astronaut_clip(tmp_path_factory, astronaut) -> RealClip:
 
 @pytest.fixture(scope="session")
 def astronaut_hand_labels() -> dict[int, tuple[float, float]]:
-    """Index -> (x, y) of hand-labelled points of the astronaut's face."""
-    return ASTRONAUT_HAND_LANDMARKS
+    """Index -> (x, y) of 21 well-defined points of the astronaut's face (eyes, nose, mouth, chin), labelled
+    by hand (tests/faces/astronaut_hand_landmarks.json)."""
+    import json
 
-
-# 21 well-defined points of the astronaut's face, labelled by hand on 6-12x enlargements with a pixel grid
-# (pixel centres on integers; about +-1 px of labelling uncertainty): eyes, nose, mouth, chin.
-ASTRONAUT_HAND_LANDMARKS = {
-    36: (192.5, 100.5), 37: (198.0, 96.5), 38: (205.0, 96.0), 39: (212.5, 101.0), 40: (205.0, 103.5),
-    41: (198.0, 103.0), 42: (237.5, 103.0), 43: (243.5, 99.2), 44: (250.0, 99.2), 45: (256.5, 102.0),
-    46: (250.0, 105.4), 47: (243.5, 105.4), 30: (222.5, 126.0), 31: (213.0, 129.0), 33: (224.5, 130.75),
-    35: (233.0, 129.5), 48: (203.0, 140.0), 51: (222.0, 135.5), 54: (242.0, 141.0), 57: (222.0, 153.0),
-    8: (224.0, 177.5),
-}
+    points = json.loads((Path(__file__).parent / "faces" / "astronaut_hand_landmarks.json").read_text())["points"]
+    return {int(k): (float(x), float(y)) for k, (x, y) in points.items()}
