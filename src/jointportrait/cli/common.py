@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jointportrait.cli.face_crop import add_face_crop_arguments, check_face_crop_arguments
 from jointportrait.errors import InputError, JointPortraitError, MissingPathError
 from jointportrait.io import (
     IMAGE_SUFFIXES,
@@ -27,7 +28,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, model_required: bool = True, steps: int = 20) -> None:
-    """``--model --out --seed --device --dtype --steps --overwrite``."""
+    """``--model --out --seed --device --dtype --steps --overwrite`` and the face-crop group
+    (:mod:`jointportrait.cli.face_crop`)."""
     parser.add_argument("--model", type=Path, required=model_required,
                         help="joint model folder (jointportrait create / train)"
                         + ("" if model_required else "; needed only when the depth is estimated"))
@@ -37,6 +39,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, model_required: bool = 
     parser.add_argument("--dtype", default="float32", choices=DTYPES, help="model weights dtype")
     parser.add_argument("--steps", type=int, default=steps, help="number of denoising steps")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_face_crop_arguments(parser)
 
 
 def torch_dtype(name: str):
@@ -66,6 +69,7 @@ def load_pipeline(args: argparse.Namespace):
     device = parse_device(args.device)
     if args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
+    check_face_crop_arguments(args)
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # the CLI's own bars and one-line errors stay readable
@@ -161,10 +165,11 @@ def companion_file(path: Path | None, stem: str, what: str, suffixes: Iterable[s
     raise MissingPathError(f"{path}: no {what} for {stem!r} (looked for {stem}.* and {', '.join(extra_stems) or '-'})")
 
 
-def load_user_depth(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A depth map from a user file; NaN/inf values or a size other than ``size`` (H, W) are errors."""
+def load_user_depth(path: Path, size: tuple[int, int] | None = None, allow_nan: bool = False) -> np.ndarray:
+    """A depth map from a user file; NaN/inf values (unless ``allow_nan``: the face-crop commands check the
+    crop only) or a size other than ``size`` (H, W) are errors."""
     depth = load_depth(path)
-    if not np.isfinite(depth).all():
+    if not allow_nan and not np.isfinite(depth).all():
         raise InputError(f"{path}: depth contains NaN or infinite values; mark missing depth with 0 instead")
     if size is not None and depth.shape != tuple(size):
         raise InputError(f"{path}: depth is {depth.shape[1]}x{depth.shape[0]}, expected {size[1]}x{size[0]} "

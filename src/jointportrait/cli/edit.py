@@ -28,6 +28,7 @@ from jointportrait.cli.estimate_depth import (
     check_estimation_arguments,
     depth_for_image,
 )
+from jointportrait.cli.face_crop import crop_image, crop_map, face_crop, paste_image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,22 +63,32 @@ def run(args: argparse.Namespace) -> int:
         check_outputs_free([out_path], args.overwrite)
         image = load_image(path)
         size = (image.height, image.width)
-        edited = load_user_depth(companion_file(args.edited_depth, stem, "edited depth", DEPTH_SUFFIXES,
-                                                (f"{stem}_depth", f"{stem}_edited")), size)
+        crop = face_crop(args, image, str(path))
+        edited_path = companion_file(args.edited_depth, stem, "edited depth", DEPTH_SUFFIXES,
+                                     (f"{stem}_depth", f"{stem}_edited"))
+        edited = load_user_depth(edited_path, size, allow_nan=crop is not None)
         mask_path = companion_file(args.mask, stem, "mask", IMAGE_SUFFIXES, (f"{stem}_mask",))
         if mask_path is not None:
             mask = load_user_mask(mask_path, size)
         else:
             depth_path = companion_file(args.depth, stem, "depth", DEPTH_SUFFIXES, (f"{stem}_depth",))
-            depth = load_user_depth(depth_path, size) if depth_path else depth_for_image(pipe, image, args).depth
+            depth = (load_user_depth(depth_path, size, allow_nan=crop is not None) if depth_path
+                     else depth_for_image(pipe, image, args, where=str(path)).depth)
             mask = mask_from_depth_edit(depth, edited)
         ref_path = companion_file(args.reference, stem, "reference image", IMAGE_SUFFIXES)
+        reference = load_image(ref_path) if ref_path else None
+        work = image
+        if crop is not None:  # the model edits the face crop; the result is pasted back over the photo
+            work, edited, mask = crop_image(crop, image), crop_map(crop, edited, str(edited_path)), crop_map(crop, mask, "mask")
+            if reference is not None:
+                reference = crop_image(face_crop(args, reference, str(ref_path)), reference)
         result = edit_with_depth(
-            pipe, image, edited, mask, reference=load_image(ref_path) if ref_path else None,
+            pipe, work, edited, mask, reference=reference,
             num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
             processing_resolution=args.processing_resolution, inpaint_mode=args.inpaint_mode,
             generator=generator_for(args),
         )
-        save_image(out_path, result.image, overwrite=args.overwrite)
+        save_image(out_path, result.image if crop is None else paste_image(crop, result.image, image),
+                   overwrite=args.overwrite)
 
     return run_batch(files, process, "edit", args.out)

@@ -2,7 +2,8 @@
 
 Outputs per image ``<stem>``: ``<stem>_depth.npy`` (float32, [0, 1], 0 = near),
 ``<stem>_depth.png`` (16-bit), ``<stem>_depth_color.png``, ``<stem>_normals.png`` and, with
-``--ensemble N > 1``, ``<stem>_uncertainty.npy``. The option helpers here are shared with
+``--ensemble N > 1``, ``<stem>_uncertainty.npy``; with ``--face-crop`` all at the photo's size, depth NaN
+(16-bit PNG 0, colour map black) outside the face crop. The option helpers here are shared with
 ``edit``, ``relight`` and ``export``, which estimate depth the same way when none is given.
 """
 
@@ -28,6 +29,7 @@ from jointportrait.cli.common import (
     run_batch,
     save_depth_outputs,
 )
+from jointportrait.cli.face_crop import crop_image, face_crop, paste_depth
 from jointportrait.errors import InputError
 
 
@@ -47,15 +49,26 @@ def check_estimation_arguments(args: argparse.Namespace) -> None:
     check_sampling_arguments(args)
 
 
-def depth_for_image(pipe, image, args: argparse.Namespace, reference=None):
-    """The estimate (:class:`DepthEstimate`) of a PIL image under the estimation options."""
+def depth_for_image(pipe, image, args: argparse.Namespace, reference=None, where: str = "image"):
+    """The estimate (:class:`DepthEstimate`) of a PIL image under the estimation options; with ``--face-crop``
+    estimated on the face crop and pasted back (NaN outside the crop)."""
+    from dataclasses import replace
+
     from jointportrait.applications.depth_estimation import estimate_depth
 
-    return estimate_depth(
+    crop = face_crop(args, image, where)
+    if crop is not None:
+        image = crop_image(crop, image)
+        if reference is not None:
+            reference = crop_image(face_crop(args, reference, f"{where} (reference)"), reference)
+    result = estimate_depth(
         pipe, image, reference=reference, num_inference_steps=args.steps, ensemble_size=args.ensemble,
         processing_resolution=args.processing_resolution, resize_mode=args.resize_mode,
         spacing=args.timestep_spacing, inpaint_mode=args.inpaint_mode, generator=generator_for(args),
     )
+    if crop is None:
+        return result
+    return replace(result, depth=paste_depth(crop, result.depth), uncertainty=paste_depth(crop, result.uncertainty))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
                            + ([uncertainty_path] if args.ensemble > 1 else []), args.overwrite)
         image = load_image(path)
         ref_path = companion_file(args.reference, path.stem, "reference image", IMAGE_SUFFIXES)
-        result = depth_for_image(pipe, image, args, reference=load_image(ref_path) if ref_path else None)
+        result = depth_for_image(pipe, image, args, reference=load_image(ref_path) if ref_path else None,
+                                 where=str(path))
         save_depth_outputs(args.out, path.stem, result.depth, args.overwrite)
         z, valid = camera_depth(result.depth, args, metric=False)
         normals = normals_from_depth(z, valid=valid, **camera_from_args(args, image.height, image.width))

@@ -15,6 +15,7 @@ from jointportrait.cli.common import (
     run_batch,
     save_depth_outputs,
 )
+from jointportrait.cli.face_crop import crop_image, face_crop
 from jointportrait.errors import JointPortraitError
 
 
@@ -45,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
             args.overwrite,
         )
         reference = load_image(path)
+        crop = face_crop(args, reference, str(path))
+        if crop is not None:  # the identity reference as the training data frames it; samples are crops
+            reference = crop_image(crop, reference)
         result = pipe(reference, num_images_per_reference=args.num_samples, num_inference_steps=args.steps,
                       guidance_scale=args.guidance_scale, height=args.size, width=args.size,
                       generator=generator_for(args))

@@ -48,6 +48,8 @@ def depth_source(args: argparse.Namespace):
 
     if args.depth is None and args.model is None:
         raise InputError("give --depth (depth maps) or --model (to estimate them)")
+    if args.depth is not None and args.face_crop:
+        raise InputError("--face-crop applies to depth estimated with --model, not to given --depth maps")
     check_estimation_arguments(args)
     pipe = None
     if args.depth is None:
@@ -57,7 +59,7 @@ def depth_source(args: argparse.Namespace):
     def depth_of(path: Path, image):
         size = (image.height, image.width)
         if pipe is not None:
-            return camera_depth(depth_for_image(pipe, image, args).depth, args, metric=False)
+            return camera_depth(depth_for_image(pipe, image, args, where=str(path)).depth, args, metric=False)
         file = companion_file(args.depth, path.stem, "depth", DEPTH_SUFFIXES, (f"{path.stem}_depth",))
         return camera_depth(load_user_depth(file, size), args, metric=args.metric_depth)
 

@@ -96,15 +96,18 @@ class FaceCrop:
         bottom, right = self.y0 + self.side - fy.stop, self.x0 + self.side - fx.stop
         return cv2.copyMakeBorder(np.ascontiguousarray(array[fy, fx]), top, bottom, left, right, cv2.BORDER_REPLICATE)
 
-    def crop(self, image: np.ndarray) -> np.ndarray:
+    def crop(self, image: np.ndarray, nearest: bool = False) -> np.ndarray:
         """The ``(size, size, ...)`` crop of a frame-sized image (area-averaged when shrinking, cubic when
-        enlarging)."""
+        enlarging; ``nearest`` for maps whose values must not mix: depth with holes, masks)."""
         image = np.asarray(image)
         if image.shape[:2] != (self.height, self.width):
             raise InputError(f"image is {image.shape[1]}x{image.shape[0]}, the crop was made for "
                              f"{self.width}x{self.height}")
         box = self._box_pixels(image)
-        interp = cv2.INTER_AREA if self.side > self.size else cv2.INTER_CUBIC
+        if nearest:
+            interp = cv2.INTER_NEAREST
+        else:
+            interp = cv2.INTER_AREA if self.side > self.size else cv2.INTER_CUBIC
         return cv2.resize(box, (self.size, self.size), interpolation=interp)
 
     @property
