@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jointportrait.cli.face_crop import face_detector
 from jointportrait.cli.main import main
 from jointportrait.data.datasets import FrameDataset
 from jointportrait.io import load_depth
@@ -118,7 +119,8 @@ def test_track_errors_no_face_and_missing_extra(tmp_path, monkeypatch, capsys):
     assert err == f"error: {blank}: no face found in any of its 3 frames; nothing was written"
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
-    monkeypatch.setitem(sys.modules, "dlib", None)  # the faces extra is not installed
+    face_detector.cache_clear()  # a fresh process, where the faces extra is not installed
+    monkeypatch.setitem(sys.modules, "dlib", None)
     assert main(["track", "--video", str(blank), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: face detection needs the optional extra 'faces'") and "\n" not in err

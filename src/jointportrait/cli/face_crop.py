@@ -45,11 +45,11 @@ def check_face_crop_arguments(args: argparse.Namespace) -> None:
 
 
 @cache
-def face_detector():
-    """One detector per process (loading dlib's models takes a while)."""
+def face_detector(method: str = "hog"):
+    """One detector per method and process (loading dlib's 100 MB landmark model takes a while)."""
     from jointportrait.faces import FaceDetector
 
-    return FaceDetector()
+    return FaceDetector(method=method)
 
 
 def face_crop(args: argparse.Namespace, image, where: str):

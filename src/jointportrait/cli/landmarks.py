@@ -46,12 +46,13 @@ def _image_landmarks(args: argparse.Namespace):
     from tqdm import tqdm
 
     from jointportrait.cli.common import collect_files
-    from jointportrait.faces import FaceDetector, select_face
+    from jointportrait.cli.face_crop import face_detector
+    from jointportrait.faces import select_face
     from jointportrait.io import load_image
     from jointportrait.tracking.landmarks import ClipLandmarks
 
     files = collect_files(args.image)
-    detector = FaceDetector(method=args.detector)
+    detector = face_detector(args.detector)
     images, faces, counts = [], [], []
     for path in tqdm(files, desc="detecting faces", unit="image", disable=len(files) < 2):
         image = np.asarray(load_image(path))

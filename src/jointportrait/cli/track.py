@@ -67,13 +67,14 @@ def clip_landmarks(args: argparse.Namespace, frames, fps: float):
     import numpy as np
     from tqdm import tqdm
 
-    from jointportrait.faces import FaceDetector, SmoothingConfig
+    from jointportrait.cli.face_crop import face_detector
+    from jointportrait.faces import SmoothingConfig
     from jointportrait.tracking.landmarks import ClipLandmarks, detect_clip_landmarks, load_landmarks
 
     if getattr(args, "landmarks", None) is not None:
         landmarks = load_landmarks(args.landmarks, num_frames=frames.shape[0])
         return ClipLandmarks(landmarks, np.isfinite(landmarks).all(axis=(1, 2)))
-    detector = FaceDetector(method=args.detector)
+    detector = face_detector(args.detector)
     with tqdm(total=len(frames), desc="detecting faces", unit="frame") as bar:
         return detect_clip_landmarks(frames, fps, detector, face_index=args.face_index,
                                      smoothing=None if args.no_smoothing else SmoothingConfig(),
