@@ -8,21 +8,12 @@ import sys
 import numpy as np
 import PIL.Image
 import pytest
-import torch
 
 from jointportrait.cli.face_crop import face_detector
 from jointportrait.cli.main import main
 from jointportrait.faces import FaceCrop
 
 FAST = ["--steps", "1", "--processing-resolution", "32", "--face-crop", "--crop-size", "32"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
