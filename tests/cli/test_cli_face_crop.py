@@ -98,6 +98,7 @@ def test_face_crop_errors_write_nothing(tmp_path, photo, astronaut, tiny_model_d
     PIL.Image.fromarray(two).save(tmp_path / "two.png")
     assert main(["estimate-depth", "--image", str(tmp_path / "two.png"), *model, "--out", str(out), *FAST,
                  "--face-index", "1"]) == 0
+    assert "2 faces found; cropping index 1" in capsys.readouterr().out
     depth = np.load(out / "two_depth.npy")
     assert np.isfinite(depth[:, 300]).any() and not np.isfinite(depth[:, 60]).any()  # the right-hand face
     assert main(["estimate-depth", "--image", str(tmp_path / "two.png"), *model, "--out", str(out), *FAST,

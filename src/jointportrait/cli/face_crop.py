@@ -60,7 +60,10 @@ def face_crop(args: argparse.Namespace, image, where: str):
     if not getattr(args, "face_crop", False):
         return None
     pixels = np.asarray(image.convert("RGB"))
-    face = select_face(face_detector().detect(pixels), args.face_index, where=where)
+    faces = face_detector().detect(pixels)
+    face = select_face(faces, args.face_index, where=where)
+    if len(faces) > 1:
+        print(f"{where}: {len(faces)} faces found; cropping index {args.face_index} (largest first)")
     return FaceCrop.from_landmarks(face.landmarks, *pixels.shape[:2], size=args.crop_size, margin=args.face_margin)
 
 

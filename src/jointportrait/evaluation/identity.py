@@ -102,6 +102,8 @@ class IdentityEncoder:
         if len(shape) != 4 or not all(isinstance(s, int) for s in shape[2:]):
             raise InputError(f"{path}: expected an image input (N, 3, H, W) with fixed H, W; got {shape}")
         self.input_size = (int(shape[2]), int(shape[3]))
+        if aligner is not None and shape[2] != shape[3]:
+            raise InputError(f"{path}: landmark alignment needs a square input, the model takes {shape[2:]}")
         self.aligner = aligner
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -109,8 +111,8 @@ class IdentityEncoder:
         if self.aligner is None:
             return F.interpolate(images.float(), size=self.input_size, mode="bilinear", align_corners=False,
                                  antialias=True)
-        h, w = self.input_size
-        crops = [align_to_template(im, self.aligner.landmarks(im), size=max(h, w))[:h, :w] for im in to_uint8(images)]
+        size = self.input_size[0]
+        crops = [align_to_template(im, self.aligner.landmarks(im), size=size) for im in to_uint8(images)]
         return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
