@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +12,7 @@ import torch
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-# JOINTPORTRAIT_TEST_FACE_MODEL points a checkout without ../shared (a git worktree) at the ICT model
-FACE_MODEL = Path(os.environ.get("JOINTPORTRAIT_TEST_FACE_MODEL", SHARED / "face_model" / "ict_face_model_light.npz"))
+FACE_MODEL = SHARED / "face_model" / "ict_face_model_light.npz"
 
 
 @pytest.fixture(scope="session")
