@@ -85,6 +85,9 @@ def test_landmarks_command_image_video_and_errors(tmp_path, astronaut, astronaut
     clip_out = tmp_path / "clip.json"
     assert main(["landmarks", "--video", str(astronaut_clip.path), "--out", str(clip_out)]) == 0
     assert "no face in 1 of 6 frames: 3" in capsys.readouterr().out
+    assert main(["landmarks", "--video", str(astronaut_clip.path), "--out", str(tmp_path / "x.json"),
+                 "--face-index", "1"]) == 2
+    assert "--face-index 1 asks for face 2, but no frame has more than 1 face(s)" in capsys.readouterr().err
     assert np.isnan(load_landmarks(clip_out)[3]).all() and np.isfinite(load_landmarks(clip_out)[FACE_FRAMES]).all()
 
     # a photo without a face: one line, nothing written

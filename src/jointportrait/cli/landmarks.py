@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jointportrait.cli.track import add_detection_arguments, clip_landmarks, frames_list
+from jointportrait.cli.track import add_detection_arguments, clip_landmarks, frames_list, no_face_message
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
         clip, frames, files = _image_landmarks(args)
         where, info = args.image, {"images": [str(f) for f in files]}
     if not clip.found.any():
-        raise NoFaceError(f"{where}: no face found in any of its {len(clip.found)} "
-                          f"{'frames' if args.video else 'images'}; nothing was written")
+        raise NoFaceError(no_face_message(where, clip, "frames" if args.video else "images", args.face_index))
     if clip.missing:
         print(f"no face in {len(clip.missing)} of {len(clip.found)} {'frames' if args.video else 'images'}: "
               f"{frames_list(clip.missing)} (NaN rows in the output)")

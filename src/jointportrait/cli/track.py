@@ -62,6 +62,14 @@ def frames_list(frames: list[int], limit: int = 12) -> str:
     return shown + (f", ... ({len(frames)} in all)" if len(frames) > limit else "")
 
 
+def no_face_message(where, lmk, what: str, face_index: int) -> str:
+    """Why a clip (or a set of photos) gave no landmarks at all."""
+    if face_index > 0 and any(lmk.face_counts):
+        return (f"{where}: --face-index {face_index} asks for face {face_index + 1}, but no {what[:-1]} has more "
+                f"than {max(lmk.face_counts)} face(s); nothing was written")
+    return f"{where}: no face found in any of its {len(lmk.found)} {what}; nothing was written"
+
+
 def clip_landmarks(args: argparse.Namespace, frames, fps: float):
     """The clip's landmarks (:class:`~jointportrait.tracking.landmarks.ClipLandmarks`): read or detected."""
     import numpy as np
@@ -113,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     lmk = clip_landmarks(args, frames, fps)
     kept = np.flatnonzero(lmk.found)
     if kept.size == 0:
-        raise NoFaceError(f"{args.video}: no face found in any of its {frames.shape[0]} frames; nothing was written")
+        raise NoFaceError(no_face_message(args.video, lmk, "frames", args.face_index))
     if lmk.missing:
         print(f"no face in {len(lmk.missing)} of {frames.shape[0]} frames (skipped): {frames_list(lmk.missing)}")
     model = load_face_model(args.face_model or default_face_model_path(), strict=args.face_model is not None)
