@@ -11,7 +11,13 @@ import pytest
 
 import jointportrait.cli as cli_package
 from jointportrait.cli.main import COMMANDS
-from jointportrait.cli.options import CameraOptions, EstimationOptions, ModelOptions, OutputOptions
+from jointportrait.cli.options import (
+    CameraOptions,
+    DepthSourceOptions,
+    EstimationOptions,
+    ModelOptions,
+    OutputOptions,
+)
 from jointportrait.errors import InputError
 
 
@@ -47,6 +53,14 @@ def test_bad_values_are_refused_at_the_boundary(argv, message):
     args = _parse(groups, ["--model", "m", *argv])
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ModelOptions.from_args(args), EstimationOptions.from_args(args), CameraOptions.from_args(args)
+
+
+def test_depth_source_needs_a_depth_or_a_model():
+    with pytest.raises(InputError, match="give --depth"):
+        DepthSourceOptions.from_args(_parse([DepthSourceOptions.add_arguments], ["--out", "o"]))
+    given = DepthSourceOptions.from_args(_parse([DepthSourceOptions.add_arguments], ["--out", "o", "--depth", "d.npy"]))
+    assert given.depth == Path("d.npy") and given.model.model is None and given.model.steps == 10
+    assert (given.camera.metric_depth, given.estimation.ensemble, given.output.out) == (False, 1, Path("o"))
 
 
 def test_camera_options_give_the_backprojection_camera():

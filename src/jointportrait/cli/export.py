@@ -13,13 +13,7 @@ from pathlib import Path
 
 from jointportrait.cli.batch import run_batch
 from jointportrait.cli.inputs import collect_files
-from jointportrait.cli.options import (
-    CameraOptions,
-    EstimationOptions,
-    ModelOptions,
-    OutputOptions,
-    add_depth_source_arguments,
-)
+from jointportrait.cli.options import DepthSourceOptions
 from jointportrait.cli.pipeline import DepthSource
 from jointportrait.cli.writers import check_outputs_free
 from jointportrait.errors import InputError
@@ -27,7 +21,7 @@ from jointportrait.errors import InputError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=Path, required=True, help="photo, or a folder of photos (colours)")
-    add_depth_source_arguments(parser)
+    DepthSourceOptions.add_arguments(parser)
     parser.add_argument("--format", default="ply", choices=("ply", "obj", "glb"), help="output file format")
     parser.add_argument("--mesh", action="store_true", help="triangle mesh instead of a point cloud")
     parser.add_argument("--max-depth-jump", type=float, default=0.05,
@@ -45,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--format obj needs --mesh (OBJ has no point clouds); use ply or glb for points")
     if args.max_depth_jump < 0:
         raise InputError(f"--max-depth-jump must be >= 0, got {args.max_depth_jump}")
-    model, output = ModelOptions.from_args(args), OutputOptions.from_args(args)
-    estimation, camera = EstimationOptions.from_args(args), CameraOptions.from_args(args)
+    source = DepthSourceOptions.from_args(args)
+    output, camera = source.output, source.camera
     files = collect_files(args.image)
-    depth_of = DepthSource(args.depth, model, estimation, camera)
+    depth_of = DepthSource(source)
     output.out.mkdir(parents=True, exist_ok=True)
 
     def process(path: Path) -> None:

@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from jointportrait.applications.resolution import RESIZE_MODES
 from jointportrait.errors import InputError
 
 DTYPES = ("float32", "bfloat16", "float16")
+# the choices of the pipeline's ``inpaint_mode`` and of the scheduler's ``timestep_spacing``, written out here
+# because importing the pipeline or the samplers would load torch for ``--help``
 INPAINT_MODES = ("auto", "conditioning", "replacement")
-RESIZE_MODES = ("resize", "pad")
 TIMESTEP_SPACINGS = ("trailing", "leading", "linspace")
 
 
@@ -225,16 +227,33 @@ class CameraOptions:
         return relative_to_camera_depth(depth, depth_range=self.depth_range), np.isfinite(depth)
 
 
-def add_depth_source_arguments(parser: argparse.ArgumentParser) -> None:
-    """``relight`` and ``export``: ``--depth`` (given) or ``--model`` (estimated), with the model, output,
-    estimation and camera options (see :class:`jointportrait.cli.pipeline.DepthSource`)."""
-    parser.add_argument("--depth", type=Path, default=None,
-                        help="depth map (file, or folder matched by name: <stem>.npy or <stem>_depth.npy); "
-                             "default: estimated with --model")
-    ModelOptions.add_arguments(parser, required=False, steps=10)
-    OutputOptions.add_arguments(parser)
-    EstimationOptions.add_arguments(parser)
-    CameraOptions.add_arguments(parser)
+@dataclass(frozen=True)
+class DepthSourceOptions:
+    """``relight`` and ``export``: a photo's depth from ``--depth`` (given) or ``--model`` (estimated), with the
+    model, output, estimation and camera groups (see :class:`jointportrait.cli.pipeline.DepthSource`)."""
+
+    depth: Path | None
+    model: ModelOptions
+    output: OutputOptions
+    estimation: EstimationOptions
+    camera: CameraOptions
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--depth", type=Path, default=None,
+                            help="depth map (file, or folder matched by name: <stem>.npy or <stem>_depth.npy); "
+                                 "default: estimated with --model")
+        ModelOptions.add_arguments(parser, required=False, steps=10)
+        OutputOptions.add_arguments(parser)
+        EstimationOptions.add_arguments(parser)
+        CameraOptions.add_arguments(parser)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DepthSourceOptions:
+        if args.depth is None and args.model is None:
+            raise InputError("give --depth (depth maps) or --model (to estimate them)")
+        return cls(args.depth, ModelOptions.from_args(args), OutputOptions.from_args(args),
+                   EstimationOptions.from_args(args), CameraOptions.from_args(args))
 
 
 def add_face_model_argument(parser: argparse.ArgumentParser) -> None:

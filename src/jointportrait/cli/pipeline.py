@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from jointportrait.cli.inputs import companion_file, load_user_depth
-from jointportrait.cli.options import CameraOptions, EstimationOptions, ModelOptions, SamplingOptions
+from jointportrait.cli.options import DepthSourceOptions, EstimationOptions, ModelOptions, SamplingOptions
 from jointportrait.errors import InputError
 from jointportrait.io import DEPTH_SUFFIXES
 
@@ -52,20 +52,18 @@ def estimate_with_options(pipe, image, model: ModelOptions, estimation: Estimati
 
 class DepthSource:
     """The camera-space depth of each input photo of ``relight`` and ``export``: read from ``--depth`` (a file,
-    or a folder matched by name) or estimated with ``--model``, then placed by the camera options."""
+    or a folder matched by name) or estimated with ``--model`` (loaded here), then placed by the camera options."""
 
-    def __init__(self, depth: Path | None, model: ModelOptions, estimation: EstimationOptions,
-                 camera: CameraOptions) -> None:
-        if depth is None and model.model is None:
-            raise InputError("give --depth (depth maps) or --model (to estimate them)")
-        self.depth, self.model, self.estimation, self.camera = depth, model, estimation, camera
-        self.pipe = load_pipeline(model, estimation.sampling) if depth is None else None
+    def __init__(self, options: DepthSourceOptions) -> None:
+        self.options = options
+        self.pipe = load_pipeline(options.model, options.estimation.sampling) if options.depth is None else None
 
     def __call__(self, path: Path, image) -> tuple[np.ndarray, np.ndarray]:
         """``(camera z, valid)`` of the photo ``path`` (a PIL ``image``)."""
+        o = self.options
         if self.pipe is not None:
-            estimate = estimate_with_options(self.pipe, image, self.model, self.estimation)
-            return self.camera.camera_depth(estimate.depth, metric=False)
-        file = companion_file(self.depth, path.stem, "depth", DEPTH_SUFFIXES, (f"{path.stem}_depth",))
+            estimate = estimate_with_options(self.pipe, image, o.model, o.estimation)
+            return o.camera.camera_depth(estimate.depth, metric=False)
+        file = companion_file(o.depth, path.stem, "depth", DEPTH_SUFFIXES, (f"{path.stem}_depth",))
         depth = load_user_depth(file, (image.height, image.width))
-        return self.camera.camera_depth(depth, metric=self.camera.metric_depth)
+        return o.camera.camera_depth(depth, metric=o.camera.metric_depth)

@@ -13,14 +13,7 @@ from pathlib import Path
 
 from jointportrait.cli.batch import run_batch
 from jointportrait.cli.inputs import collect_files
-from jointportrait.cli.options import (
-    CameraOptions,
-    EstimationOptions,
-    ModelOptions,
-    OutputOptions,
-    add_depth_source_arguments,
-    parse_floats,
-)
+from jointportrait.cli.options import DepthSourceOptions, parse_floats
 from jointportrait.cli.pipeline import DepthSource
 from jointportrait.cli.writers import check_outputs_free, save_normals_image
 from jointportrait.errors import InputError
@@ -28,7 +21,7 @@ from jointportrait.errors import InputError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=Path, required=True, help="photo, or a folder of photos")
-    add_depth_source_arguments(parser)
+    DepthSourceOptions.add_arguments(parser)
     light = parser.add_mutually_exclusive_group()
     light.add_argument("--light", default="-0.5,0.5,1", help="directional light: direction toward the light "
                        "x,y,z (x right, y up, z toward the viewer); write a leading minus as --light=-1,1,1")
@@ -52,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if not any(light):
         raise InputError("--light must not be the zero vector")
     sh = parse_floats(args.sh, 9, "--sh") if args.sh else None
-    model, output = ModelOptions.from_args(args), OutputOptions.from_args(args)
-    estimation, camera = EstimationOptions.from_args(args), CameraOptions.from_args(args)
+    source = DepthSourceOptions.from_args(args)
+    output, camera = source.output, source.camera
     files = collect_files(args.image)
-    depth_of = DepthSource(args.depth, model, estimation, camera)
+    depth_of = DepthSource(source)
     output.out.mkdir(parents=True, exist_ok=True)
 
     def process(path: Path) -> None:
