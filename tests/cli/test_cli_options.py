@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +93,11 @@ def test_no_command_module_imports_another():
             elif isinstance(node, ast.ImportFrom) and node.module == "jointportrait.cli":
                 imported |= {alias.name for alias in node.names}
         assert not imported & commands, f"cli/{name}.py imports the command module(s) {sorted(imported & commands)}"
+
+
+def test_help_does_not_load_torch():
+    """Building every command's parser (what ``--help`` does) imports no torch, diffusers or OpenCV."""
+    code = ("import sys; import jointportrait.cli.main as m; m.build_parser(); "
+            "print(sorted(n for n in ('torch', 'diffusers', 'cv2', 'trimesh') if n in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

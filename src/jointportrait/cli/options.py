@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from jointportrait.applications.resolution import RESIZE_MODES
 from jointportrait.errors import InputError
 
 DTYPES = ("float32", "bfloat16", "float16")
-# the choices of the pipeline's ``inpaint_mode`` and of the scheduler's ``timestep_spacing``, written out here
-# because importing the pipeline or the samplers would load torch for ``--help``
+# the choices of the pipeline's ``inpaint_mode`` and ``timestep_spacing`` and of the applications' ``resize_mode``,
+# written out here because importing the pipeline or the applications would load torch for ``--help``
 INPAINT_MODES = ("auto", "conditioning", "replacement")
 TIMESTEP_SPACINGS = ("trailing", "leading", "linspace")
+RESIZE_MODES = ("resize", "pad")
 
 
 def parse_device(name: str):
