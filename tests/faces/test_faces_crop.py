@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from jointportrait.faces import FaceCrop, crop_square
-from jointportrait.render import PerspectiveCamera
+from jointportrait.geometry.cameras import PerspectiveCamera
 
 
 def _face(eye_dist: float = 40.0, mouth_drop: float = 50.0, centre=(100.0, 80.0)) -> np.ndarray:
@@ -78,10 +78,10 @@ def test_bad_sizes_are_errors():
 def test_synth_face_crop_frames_follow_the_crop_rule(tmp_path):
     import json
 
-    from jointportrait.data.face_model import load_face_model
     from jointportrait.data.synth import SynthConfig, write_dataset
+    from jointportrait.face_models import load_face_model
 
-    model = load_face_model(None)  # the procedural head: fast
+    model = load_face_model("procedural")  # fast
     write_dataset(tmp_path / "full", model, SynthConfig(subjects=1, frames_per_subject=2, size=64, seed=3))
     write_dataset(tmp_path / "crop", model, SynthConfig(subjects=1, frames_per_subject=2, size=64, seed=3,
                                                          face_crop=True))

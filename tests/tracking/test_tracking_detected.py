@@ -26,13 +26,10 @@ def _true_points(astronaut_hand_labels, clip) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.stack([hand @ m[:, :2].T + m[:, 2] for m in clip.maps])
 
 
-def test_track_detects_skips_and_writes_face_crops(tmp_path, astronaut_clip, face_model_path, astronaut_hand_labels,
-                                                   capsys):
-    # a real face needs the real face model: the procedural head stops at 0.15 inter-ocular distances
-    assert face_model_path is not None, "this test needs the ICT face model (../shared/face_model/)"
-    out = tmp_path / "out"
+def test_track_detects_skips_and_writes_face_crops(tmp_path, astronaut_clip, astronaut_hand_labels, capsys):
+    out = tmp_path / "out"  # the default face model: the ICT model shipped with the package
     argv = ["track", "--video", str(astronaut_clip.path), "--out", str(out), "--no-photometric", "--face-crop",
-            "--crop-size", "64", "--subject", "astronaut", "--face-model", str(face_model_path)]
+            "--crop-size", "64", "--subject", "astronaut"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "no face in 1 of 6 frames (skipped): 3" in printed and "wrote 5 frames" in printed

@@ -11,37 +11,11 @@ depth is NaN (no data) outside the crop, images keep the input outside it.
 
 from __future__ import annotations
 
-import argparse
 from functools import cache
 
 import numpy as np
 
 from jointportrait.errors import InputError
-
-
-def add_face_crop_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--face-crop --crop-size --face-index --face-margin``."""
-    group = parser.add_argument_group("face crop (needs the faces extra)")
-    group.add_argument("--face-crop", action="store_true",
-                       help="find the face, run the model on its square crop (the training data's crop rule) "
-                            "and paste the result back into the full frame")
-    group.add_argument("--crop-size", type=int, default=512, help="side of the face crop in pixels")
-    group.add_argument("--face-index", type=int, default=0, help="which face when there are several (0 = largest)")
-    group.add_argument("--face-margin", type=float, default=1.0, help="scale of the face crop's side")
-
-
-def check_face_crop_arguments(args: argparse.Namespace) -> None:
-    """Validates the options and, with ``--face-crop``, loads the detector (a missing extra fails here, before
-    any model is loaded or file written)."""
-    if not getattr(args, "face_crop", False):
-        return
-    if args.crop_size < 16 or args.crop_size % 8:
-        raise InputError(f"--crop-size must be a multiple of 8 and at least 16, got {args.crop_size}")
-    if args.face_index < 0:
-        raise InputError(f"--face-index must be >= 0, got {args.face_index}")
-    if args.face_margin <= 0:
-        raise InputError(f"--face-margin must be positive, got {args.face_margin}")
-    face_detector()
 
 
 @cache
@@ -52,19 +26,20 @@ def face_detector(method: str = "hog"):
     return FaceDetector(method=method)
 
 
-def face_crop(args: argparse.Namespace, image, where: str):
+def face_crop(options, image, where: str):
     """The :class:`~jointportrait.faces.FaceCrop` of the chosen face of a PIL ``image`` (a one-line error
-    naming ``where`` when there is no such face), or None without ``--face-crop``."""
+    naming ``where`` when there is no such face), or None without ``--face-crop``. ``options``: the command's
+    :class:`~jointportrait.cli.options.FaceCropOptions`."""
     from jointportrait.faces import FaceCrop, select_face
 
-    if not getattr(args, "face_crop", False):
+    if not options.enabled:
         return None
     pixels = np.asarray(image.convert("RGB"))
     faces = face_detector().detect(pixels)
-    face = select_face(faces, args.face_index, where=where)
+    face = select_face(faces, options.face_index, where=where)
     if len(faces) > 1:
-        print(f"{where}: {len(faces)} faces found; cropping index {args.face_index} (largest first)")
-    return FaceCrop.from_landmarks(face.landmarks, *pixels.shape[:2], size=args.crop_size, margin=args.face_margin)
+        print(f"{where}: {len(faces)} faces found; cropping index {options.face_index} (largest first)")
+    return FaceCrop.from_landmarks(face.landmarks, *pixels.shape[:2], size=options.size, margin=options.margin)
 
 
 def crop_image(crop, image):

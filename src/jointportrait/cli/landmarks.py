@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jointportrait.cli.track import add_detection_arguments, clip_landmarks, frames_list, no_face_message
+from jointportrait.cli.detection import add_detection_arguments, clip_landmarks, frames_list, no_face_message
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +45,8 @@ def _image_landmarks(args: argparse.Namespace):
     import numpy as np
     from tqdm import tqdm
 
-    from jointportrait.cli.common import collect_files
     from jointportrait.cli.face_crop import face_detector
+    from jointportrait.cli.inputs import collect_files
     from jointportrait.faces import select_face
     from jointportrait.io import load_image
     from jointportrait.tracking.landmarks import ClipLandmarks

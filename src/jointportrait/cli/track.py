@@ -14,19 +14,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jointportrait.cli.detection import (
+    add_detection_arguments,
+    clip_landmarks,
+    frames_list,
+    no_face_message,
+)
+from jointportrait.cli.options import add_face_model_argument
+
 SPLITS = ("train", "val", "test")
 LANDMARKS_FILE = "landmarks.json"
-
-
-def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--face-index --detector --no-smoothing`` (shared with ``jointportrait landmarks``)."""
-    parser.add_argument("--face-index", type=int, default=0,
-                        help="which face when there are several: 0 = the largest (in a video: in the first "
-                             "frame where it is found; then that person is followed)")
-    parser.add_argument("--detector", default="hog", choices=("hog", "cnn"),
-                        help="face detector: hog (fast, frontal faces) or cnn (2-4 s a frame, any pose)")
-    parser.add_argument("--no-smoothing", action="store_true",
-                        help="keep the raw per-frame landmarks (default: zero-lag One Euro smoothing)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or .json; all-NaN frames have no face (default: detect them, needs the faces "
                              "extra)")
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
-    parser.add_argument("--face-model", type=Path, default=None,
-                        help="face model .npz (default: ../shared/face_model/ict_face_model_light.npz, "
-                             "else the procedural head)")
+    add_face_model_argument(parser)
     parser.add_argument("--subject", default=None, help="subject id (default: the video's name)")
     parser.add_argument("--clip", default=None, help="clip id (default: <subject>_c00)")
     parser.add_argument("--split", default="train", choices=SPLITS, help="dataset split of the clip")
@@ -56,45 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
-def frames_list(frames: list[int], limit: int = 12) -> str:
-    """``3, 17, 18`` (the first ``limit`` frame numbers, then ``... (N in all)``)."""
-    shown = ", ".join(str(f) for f in frames[:limit])
-    return shown + (f", ... ({len(frames)} in all)" if len(frames) > limit else "")
-
-
-def no_face_message(where, lmk, what: str, face_index: int) -> str:
-    """Why a clip (or a set of photos) gave no landmarks at all."""
-    if face_index > 0 and any(lmk.face_counts):
-        return (f"{where}: --face-index {face_index} asks for face {face_index + 1}, but no {what[:-1]} has more "
-                f"than {max(lmk.face_counts)} face(s); nothing was written")
-    return f"{where}: no face found in any of its {len(lmk.found)} {what}; nothing was written"
-
-
-def clip_landmarks(args: argparse.Namespace, frames, fps: float):
-    """The clip's landmarks (:class:`~jointportrait.tracking.landmarks.ClipLandmarks`): read or detected."""
-    import numpy as np
-    from tqdm import tqdm
-
-    from jointportrait.cli.face_crop import face_detector
-    from jointportrait.faces import SmoothingConfig
-    from jointportrait.tracking.landmarks import ClipLandmarks, detect_clip_landmarks, load_landmarks
-
-    if getattr(args, "landmarks", None) is not None:
-        landmarks = load_landmarks(args.landmarks, num_frames=frames.shape[0])
-        return ClipLandmarks(landmarks, np.isfinite(landmarks).all(axis=(1, 2)))
-    detector = face_detector(args.detector)
-    with tqdm(total=len(frames), desc="detecting faces", unit="frame") as bar:
-        return detect_clip_landmarks(frames, fps, detector, face_index=args.face_index,
-                                     smoothing=None if args.no_smoothing else SmoothingConfig(),
-                                     progress=bar.update)
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from jointportrait.data.face_model import default_face_model_path, load_face_model
     from jointportrait.errors import InputError, JointPortraitError, OutputExistsError
+    from jointportrait.face_models import load_face_model
     from jointportrait.faces import NoFaceError
     from jointportrait.tracking.crops import render_crops
     from jointportrait.tracking.export import output_paths, write_clip
@@ -124,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
         raise NoFaceError(no_face_message(args.video, lmk, "frames", args.face_index))
     if lmk.missing:
         print(f"no face in {len(lmk.missing)} of {frames.shape[0]} frames (skipped): {frames_list(lmk.missing)}")
-    model = load_face_model(args.face_model or default_face_model_path(), strict=args.face_model is not None)
-    print(f"tracking {kept.size} frames of {frames.shape[2]}x{frames.shape[1]} with the {model.name} model")
+    model = load_face_model(args.face_model)
+    print(f"tracking {kept.size} frames of {frames.shape[2]}x{frames.shape[1]} with the {model.name} model "
+          f"({model.source})")
     config = TrackerConfig(photometric=not args.no_photometric, shared_identity=not args.per_frame_identity,
                            photometric_size=args.size)
     tracked = frames[kept]

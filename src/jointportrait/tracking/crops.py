@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from jointportrait.data.face_model import FaceModel
+from jointportrait.face_models import FaceModel
 from jointportrait.faces.crop import FaceCrop
-from jointportrait.render import PerspectiveCamera, rasterize
+from jointportrait.geometry.cameras import PerspectiveCamera
+from jointportrait.render import rasterize
 from jointportrait.tracking.params import TrackParams, camera_vertices
 
 
