@@ -54,6 +54,13 @@ class ImageHeader:
     height: int
 
 
+def format_bytes(n: int) -> str:
+    """``1536`` -> ``"2 kB"``, ``3 * 2**20`` -> ``"3.0 MB"`` (for messages)."""
+    if n >= 2**20:
+        return f"{n / 2**20:.1f} MB"
+    return f"{n / 1024:.0f} kB" if n >= 1024 else f"{n} bytes"
+
+
 def sniff_image_format(head: bytes) -> str | None:
     """The format whose signature ``head`` (the first bytes of a file) carries, or None."""
     for name, matches in IMAGE_SIGNATURES.items():
@@ -74,7 +81,7 @@ def check_image_upload(path: str | os.PathLike, limits: UploadLimits, what: str 
     if size == 0:
         raise InputError(f"{what}: the file is empty")
     if size > limits.max_bytes:
-        raise InputError(f"{what}: the file is {size / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:.1f} MB")
+        raise InputError(f"{what}: the file is {format_bytes(size)}; the limit is {format_bytes(limits.max_bytes)}")
     fmt = sniff_image_format(head)
     if fmt is None:
         raise InputError(f"{what}: not {ACCEPTED} (the file's content was checked, not its name)")
