@@ -32,7 +32,8 @@ from jointportrait.serve.context import ServeContext
 logger = logging.getLogger(__name__)
 
 MODEL_QUEUE = "model"  # concurrency id of every event that runs the model
-STATE_TTL_S = 3600  # a session's state (photo, normals, depth) is dropped after an hour without use
+STATE_TTL_S = 3600
+OUTPUT_BUTTONS = ["download", "fullscreen"]  # no "share" (it posts to Hugging Face)  # a session's state (photo, normals, depth) is dropped after an hour without use
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _model_event(triggers, fn, inputs, outputs, api_name: str):
 
 
 def _image(label: str, elem_id: str, **kwargs) -> gr.Image:
-    return gr.Image(label=label, elem_id=elem_id, format="png", interactive=False, **kwargs)
+    return gr.Image(label=label, elem_id=elem_id, format="png", interactive=False, buttons=OUTPUT_BUTTONS, **kwargs)
 
 
 def _options():
@@ -210,8 +211,9 @@ def build_generate_tab(ctx: ServeContext) -> None:
                 seed = gr.Number(0, precision=0, label="seed")
             run = gr.Button("Generate", variant="primary", elem_id="generate-run")
         with gr.Column(scale=2):
-            images = gr.Gallery(label="RGB", format="png", columns=4, elem_id="generate-images")
-            depths = gr.Gallery(label="depth (near = warm)", format="png", columns=4, elem_id="generate-depths")
+            images = gr.Gallery(label="RGB", format="png", columns=4, buttons=OUTPUT_BUTTONS, elem_id="generate-images")
+            depths = gr.Gallery(label="depth (near = warm)", format="png", columns=4, buttons=OUTPUT_BUTTONS,
+                                elem_id="generate-depths")
             files = gr.File(label="downloads", file_count="multiple", elem_id="generate-files")
 
     @page_errors
