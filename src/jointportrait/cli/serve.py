@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 1 <= args.port <= 65535:
+        raise InputError(f"--port must be in 1..65535, got {args.port}")
+    if args.max_queue < 1:
+        raise InputError(f"--max-queue must be >= 1, got {args.max_queue}")
+    if not args.max_upload_mb > 0:
+        raise InputError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -46,12 +52,6 @@ def run(args: argparse.Namespace) -> int:
     from jointportrait.serve.limits import UploadLimits
     from jointportrait.serve.workspace import Workspace
 
-    if not 1 <= args.port <= 65535:
-        raise InputError(f"--port must be in 1..65535, got {args.port}")
-    if args.max_queue < 1:
-        raise InputError(f"--max-queue must be >= 1, got {args.max_queue}")
-    if not args.max_upload_mb > 0:
-        raise InputError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels)
     device = parse_device(args.device)
     with Workspace() as workspace:
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             raise JointPortraitError(f"cannot listen on {args.host}:{args.port} ({str(exc).splitlines()[0]})") from None
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        print(f"serving {ctx.describe()} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+        print(f"serving http://{args.host}:{args.port} ({ctx.describe()}; Ctrl-C to stop)", flush=True)
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"warning: listening on {args.host}: anyone who can reach this machine on port {args.port} can "
                   "run the model and upload files; there is no login (docs/SERVE.md)", flush=True)
