@@ -1,11 +1,14 @@
 """A real browser (Debian's chromium, driven by Playwright) against ``jointportrait serve --tiny`` on 127.0.0.1.
 
-Screenshots are kept in ``test-artifacts/`` (or ``$JOINTPORTRAIT_TEST_ARTIFACTS``);
-docs/images/serve_depth.png is one of them.
+Depth tab: upload, depth image, screenshot; a text file renamed ``.png`` (a message, the server
+keeps serving); editing tab: the real image editor's upload and brush stroke, unchanged pixels
+outside the regenerated region; SIGTERM removes the server's files. Screenshots are kept in
+``test-artifacts/`` (or ``$JOINTPORTRAIT_TEST_ARTIFACTS``); docs/images/serve_depth.png is one of them.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -16,7 +19,9 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from jointportrait.data.face_model import load_face_model
@@ -26,7 +31,7 @@ from jointportrait.data.synth import SynthConfig, write_dataset
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(os.environ.get("JOINTPORTRAIT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
-NATURAL_SIZE = "e => e.complete && e.naturalWidth > 0 ? [e.naturalWidth, e.naturalHeight] : null"
+NATURAL_SIZE = "e => e && e.complete && e.naturalWidth > 0 ? [e.naturalWidth, e.naturalHeight] : null"
 
 
 def chromium() -> str:
@@ -71,6 +76,32 @@ def upload_and_wait_for_depth(page, photo: Path) -> list[int]:
     return depth.evaluate(NATURAL_SIZE)
 
 
+def shown_image(page, elem_id: str) -> np.ndarray:
+    """The pixels of the image a component shows, fetched from the server like the browser did."""
+    selector = f"#{elem_id} img"
+    page.wait_for_function(f"() => ({NATURAL_SIZE})(document.querySelector('{selector}'))", timeout=60_000)
+    response = httpx.get(page.locator(selector).get_attribute("src"), timeout=30)
+    return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+def paint_and_edit(page, photo: Path) -> tuple[np.ndarray, np.ndarray]:
+    """On the editing tab: upload the photo, paint one brush stroke, run the edit; (edited photo, mask)."""
+    page.get_by_role("tab", name="Depth-based editing").click()
+    with page.expect_file_chooser() as chooser:
+        page.locator("#edit-photo button[aria-label='Upload']").first.click()
+    chooser.value.set_files(str(photo))
+    page.locator("#edit-photo button[aria-label='Brush']").first.click()
+    box = page.locator("#edit-photo canvas").first.bounding_box()
+    x, y = box["x"] + 0.45 * box["width"], box["y"] + 0.45 * box["height"]
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for k in range(15):
+        page.mouse.move(x + 2 * k, y + k)
+    page.mouse.up()
+    page.locator("#edit-run").click()
+    return shown_image(page, "edit-image"), shown_image(page, "edit-mask")
+
+
 def test_page_in_a_real_browser(tmp_path, text_as_png, face_model_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     server_tmp = tmp_path / "server_tmp"  # the server's TMPDIR: its workspace must be gone after SIGTERM
@@ -104,6 +135,11 @@ def test_page_in_a_real_browser(tmp_path, text_as_png, face_model_path):
 
             page.reload()  # the same server still answers, with a new result
             assert upload_and_wait_for_depth(page, photo) == [192, 192]
+
+            edited, mask = paint_and_edit(page, photo)
+            assert mask.shape == (192, 192) and 0 < (mask > 0).mean() < 0.5
+            np.testing.assert_array_equal(edited[mask == 0], np.asarray(Image.open(photo).convert("RGB"))[mask == 0])
+            page.screenshot(path=str(ARTIFACTS / "serve_edit_tab.png"), full_page=True)
             browser.close()
     finally:
         proc.send_signal(signal.SIGTERM)

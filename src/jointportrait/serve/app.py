@@ -183,8 +183,8 @@ def build_edit_tab(ctx: ServeContext) -> None:
             run = gr.Button("Edit", variant="primary", elem_id="edit-run")
         with gr.Column(scale=2):
             with gr.Row():
-                edited = _image("edited photo (unchanged outside the mask)", "edit-image")
-                mask = _image("regenerated region", "edit-mask")
+                edited = _image("edited photo", "edit-image")
+                mask = _image("regenerated region (the rest is unchanged)", "edit-mask")
                 depth = _image("edited depth", "edit-depth")
             files = gr.File(label="downloads", file_count="multiple", elem_id="edit-files")
 
