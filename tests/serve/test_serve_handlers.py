@@ -78,6 +78,22 @@ def test_bad_upload_is_a_message_and_writes_nothing(serve_ctx, text_as_png):
     assert set(serve_ctx.workspace.calls_dir.iterdir()) == before
 
 
+def test_large_photos_are_capped_for_3d_relighting_and_sampling(serve_ctx, photo, monkeypatch):
+    monkeypatch.setattr(handlers, "EXPORT_SIDE", 48)
+    monkeypatch.setattr(handlers, "VIEW_SIDE", 24)
+    monkeypatch.setattr(handlers, "RELIGHT_SIDE", 40)
+    view = handlers.depth_tab(serve_ctx, photo, steps=1)
+    assert view.depth.shape == view.normals.shape[:2] == (96, 80)  # depth and normals: the photo's size
+    assert 0 < len(trimesh.load(view.files[4]).vertices) <= 48 * 40
+    assert 0 < len(trimesh.load(view.view3d, force="mesh").vertices) <= 24 * 20
+    source, normal_map = handlers.relight_source(serve_ctx, photo, steps=1)
+    assert normal_map.shape == source.normals.shape == (40, 33, 3)
+    assert handlers.relight_tab(source)[0].shape == (40, 33, 3)
+    monkeypatch.setattr(handlers, "MAX_RESOLUTION", 64)
+    with pytest.raises(InputError, match="resolution 0 .* would sample at 96 px; the limit is 64"):
+        handlers.depth_tab(serve_ctx, photo, resolution=0)
+
+
 def test_light_direction_by_hand():
     np.testing.assert_allclose(handlers.light_direction(0, 0), [0, 0, 1], atol=1e-12)
     np.testing.assert_allclose(handlers.light_direction(90, 0), [1, 0, 0], atol=1e-12)

@@ -159,8 +159,8 @@ def build_relight_tab(ctx: ServeContext) -> None:
 
     lights = [source, azimuth, elevation, intensity, ambient, mode]
     _model_event([photo.upload, run.click], relight_prepare, [photo, steps, seed], [source, normals],
-                 "relight_prepare").then(relight, lights, [relit, shading], api_name="relight_first",
-                                         api_visibility="private", preprocess=False)
+                 "relight_prepare").success(relight, lights, [relit, shading], api_name="relight_first",
+                                            api_visibility="private", preprocess=False)
     gr.on([azimuth.release, elevation.release, intensity.release, ambient.release, mode.change], relight,
           lights, [relit, shading], api_name="relight", preprocess=False, concurrency_limit=4,
           trigger_mode="always_last", show_progress="minimal")

@@ -53,7 +53,9 @@ from jointportrait.serve.limits import check_image_upload, load_image_upload
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 GEOMETRIES = ("mesh", "point cloud")
-VIEW_SIDE = 256  # longer side of the mesh shown in the page's 3-D view (downloads keep the full size)
+# Longer-side caps that keep one job's memory and files bounded whatever the photo's size (the
+# commands have none): the mesh in the page's 3-D view, the PLY/GLB downloads, relighting
+VIEW_SIDE, EXPORT_SIDE, RELIGHT_SIDE = 256, 1024, 1024
 FEATHER = 0.02  # push/pull slope width, as a fraction of the photo's shorter side
 MAX_STEPS, MAX_ENSEMBLE, MAX_SAMPLES, MAX_RESOLUTION = 100, 10, 8, 2048
 
@@ -93,6 +95,9 @@ def _estimate(ctx: ServeContext, image: PIL.Image.Image, steps, ensemble, resolu
     steps = check_number("steps", steps, 1, MAX_STEPS, integer=True)
     ensemble = check_number("ensemble size", ensemble, 1, MAX_ENSEMBLE, integer=True)
     resolution = check_number("processing resolution", resolution, 0, MAX_RESOLUTION, integer=True)
+    if resolution == 0 and max(image.size) > MAX_RESOLUTION:
+        raise InputError(f"processing resolution 0 (the photo's size) would sample at {max(image.size)} px; "
+                         f"the limit is {MAX_RESOLUTION}")
     generator = _generator(seed)
     progress(0.05, "waiting for the model" if ctx.model_lock.locked() else "estimating depth")
     with ctx.model_lock:
@@ -122,9 +127,9 @@ def geometry_of(image: PIL.Image.Image, depth: np.ndarray, kind: str):
     return depth_mesh(points, colors, valid) if kind == "mesh" else point_cloud(points, colors, valid)
 
 
-def _view_size(image: PIL.Image.Image, depth: np.ndarray) -> tuple[PIL.Image.Image, np.ndarray]:
-    """The photo and depth with the longer side at most :data:`VIEW_SIDE` (nearest depth: no blended edges)."""
-    scale = VIEW_SIDE / max(image.size)
+def at_most(image: PIL.Image.Image, depth: np.ndarray, side: int) -> tuple[PIL.Image.Image, np.ndarray]:
+    """The photo and its depth with the longer side at most ``side`` (nearest depth: no blended edges)."""
+    scale = side / max(image.size)
     if scale >= 1:
         return image, depth
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
@@ -159,6 +164,8 @@ def depth_tab(ctx: ServeContext, photo: str | Path, steps=10, ensemble=1, resolu
     """Photo -> relative depth (grey, colour map, 16-bit PNG, ``.npy``), normals and a mesh or point cloud (GLB, PLY).
 
     ``resolution``: longer side while sampling (None: the model's native size; 0: the photo's size).
+    Depth and normals are at the photo's size; the PLY/GLB at most :data:`EXPORT_SIDE` pixels and
+    the 3-D view's GLB at most :data:`VIEW_SIDE` on the longer side.
     """
     geometry = check_choice("3-D output", geometry, GEOMETRIES)
     image = load_image_upload(photo, ctx.limits, "photo")
@@ -173,9 +180,9 @@ def depth_tab(ctx: ServeContext, photo: str | Path, steps=10, ensemble=1, resolu
     if result.uncertainty is not None:
         files.append(save_depth_npy(out / "portrait_uncertainty.npy", result.uncertainty))
     stem = "portrait_mesh" if geometry == "mesh" else "portrait_points"
-    full = geometry_of(image, depth, geometry)
-    files += [save_geometry(full, out / f"{stem}.ply"), save_geometry(full, out / f"{stem}.glb")]
-    view3d = save_geometry(geometry_of(*_view_size(image, depth), geometry), out / "view.glb")
+    exported = geometry_of(*at_most(image, depth, EXPORT_SIDE), geometry)
+    files += [save_geometry(exported, out / f"{stem}.ply"), save_geometry(exported, out / f"{stem}.glb")]
+    view3d = save_geometry(geometry_of(*at_most(image, depth, VIEW_SIDE), geometry), out / "view.glb")
     progress(1.0, "done")
     return DepthView(depth, depth_preview(depth), colorize_depth(depth, lo=0.0, hi=1.0), normals, view3d, files)
 
@@ -193,10 +200,14 @@ class RelightSource:
 
 def relight_source(ctx: ServeContext, photo: str | Path, steps=10, seed=0,
                    progress: Progress = no_progress) -> tuple[RelightSource, np.ndarray]:
-    """Photo -> its estimated normals (what relighting needs), and the normal map as an image."""
+    """Photo -> its estimated normals (what relighting needs), and the normal map as an image.
+
+    Both are kept at most :data:`RELIGHT_SIDE` pixels on the longer side (they stay in the session).
+    """
     image = load_image_upload(photo, ctx.limits, "photo")
     result = _estimate(ctx, image, steps, 1, ctx.native_resolution, seed, progress)
-    normals = normals_of(result.depth)
+    image, depth = at_most(image, result.depth, RELIGHT_SIDE)
+    normals = normals_of(depth)
     progress(1.0, "done")
     return RelightSource(np.asarray(image), normals.astype(np.float32)), normals_to_image(normals)
 
