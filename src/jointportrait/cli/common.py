@@ -11,15 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from jointportrait.errors import InputError, JointPortraitError, MissingPathError
-from jointportrait.io import (
-    IMAGE_SUFFIXES,
-    check_writable,
-    colorize_depth,
-    load_depth,
-    load_image,
-    save_depth_npy,
-    save_depth_png16,
-)
+from jointportrait.io import IMAGE_SUFFIXES, check_writable, load_depth, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -85,29 +77,10 @@ def collect_files(path: Path, suffixes: Iterable[str] = IMAGE_SUFFIXES, what: st
     return files
 
 
-def depth_output_paths(out: Path, stem: str) -> dict[str, Path]:
-    return {
-        "npy": out / f"{stem}_depth.npy",
-        "png16": out / f"{stem}_depth.png",
-        "color": out / f"{stem}_depth_color.png",
-    }
-
-
 def check_outputs_free(paths: Iterable[Path], overwrite: bool) -> None:
     """Refuse before any work if an output exists (so nothing is half-overwritten)."""
     for p in paths:
         check_writable(p, overwrite)
-
-
-def save_depth_outputs(out: Path, stem: str, depth: np.ndarray, overwrite: bool) -> dict[str, Path]:
-    """Relative depth (H, W) in [0, 1] -> float32 .npy, 16-bit PNG, colour-mapped PNG."""
-    from PIL import Image
-
-    paths = depth_output_paths(out, stem)
-    save_depth_npy(paths["npy"], depth, overwrite=overwrite)
-    save_depth_png16(paths["png16"], depth, overwrite=overwrite)
-    Image.fromarray(colorize_depth(depth, lo=0.0, hi=1.0)).save(check_writable(paths["color"], overwrite))
-    return paths
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,14 +21,13 @@ from jointportrait.cli.common import (
     check_sampling_arguments,
     collect_files,
     companion_file,
-    depth_output_paths,
     generator_for,
     load_pipeline,
     log_inpaint_mode,
     run_batch,
-    save_depth_outputs,
 )
 from jointportrait.errors import InputError
+from jointportrait.io import depth_output_paths, save_depth_outputs
 
 
 def add_estimation_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,13 +9,12 @@ from jointportrait.cli.common import (
     add_model_arguments,
     check_outputs_free,
     collect_files,
-    depth_output_paths,
     generator_for,
     load_pipeline,
     run_batch,
-    save_depth_outputs,
 )
 from jointportrait.errors import JointPortraitError
+from jointportrait.io import depth_output_paths, save_depth_outputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from jointportrait.applications.sampling import native_resolution
+from jointportrait.loading import create_tiny_joint_model, load_joint_pipeline
 from jointportrait.serve.limits import UploadLimits
 from jointportrait.serve.workspace import Workspace
 
@@ -22,8 +23,8 @@ class ServeContext:
     """The server's state shared by all sessions (read-only apart from the lock).
 
     ``model_lock`` is held for every model call: the queue already runs one model job at
-    a time (one device per server), and the lock keeps that true for any other caller,
-    e.g. depth estimation swapping the pipeline's scheduler for the call.
+    a time (one device per server), and the lock keeps that true for any other caller of
+    the handlers (a script, a test), so two jobs never share the device's memory.
     """
 
     pipe: Any  # JointPortraitPipeline
@@ -51,8 +52,6 @@ class ServeContext:
 
 def load_serve_pipeline(model: str | Path | None, tiny: bool, device, dtype, seed: int = 0):
     """The pipeline of a joint model folder, or (``tiny``) a small random one built in memory."""
-    from jointportrait.loading import create_tiny_joint_model, load_joint_pipeline
-
     if tiny:
         pipe = create_tiny_joint_model(seed=seed).to(device)
         if dtype != torch.float32:

@@ -45,9 +45,8 @@ from jointportrait.applications.export import depth_mesh, point_cloud, save_geom
 from jointportrait.applications.normals import normals_from_depth, normals_to_image
 from jointportrait.applications.relight import RELIGHT_MODES, relight_image
 from jointportrait.applications.shading import lambert_shading
-from jointportrait.cli.common import save_depth_outputs
 from jointportrait.errors import InputError
-from jointportrait.io import colorize_depth, save_depth_npy, save_image
+from jointportrait.io import colorize_depth, save_depth_npy, save_depth_outputs, save_image
 from jointportrait.serve.context import ServeContext
 from jointportrait.serve.limits import check_image_upload, load_image_upload
 
