@@ -45,14 +45,16 @@ def test_bad_options_are_one_line_and_leave_no_files(capsys, monkeypatch, tmp_pa
     assert list(tmp_path.glob("jointportrait-serve-*")) == []
 
 
-def test_busy_port_is_one_line(capsys, monkeypatch, tmp_path):
+@pytest.mark.parametrize("source", ["tiny", "folder"])
+def test_busy_port_is_one_line(capsys, monkeypatch, tmp_path, tiny_model_dir, source):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # restored afterwards
+    model = ["--tiny"] if source == "tiny" else ["--model", str(tiny_model_dir)]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        assert f"cannot listen on 127.0.0.1:{port}" in run_error(capsys, "--tiny", "--port", str(port))
+        assert f"cannot listen on 127.0.0.1:{port}" in run_error(capsys, *model, "--port", str(port))
     assert list(tmp_path.glob("jointportrait-serve-*")) == []
     with pytest.raises(SystemExit):
         main(["serve", "--tiny", "--model", "x"])  # one model source only

@@ -56,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
     device = parse_device(args.device)
     with Workspace() as workspace:
         pipe = load_serve_pipeline(args.model, args.tiny, device, torch_dtype(args.dtype))
-        ctx = ServeContext(pipe, workspace, limits, tiny=args.tiny,
-                           model_name="tiny random model" if args.tiny else str(args.model))
+        # the page names the model folder, not its path on the server
+        name = "tiny random model" if args.tiny else args.model.resolve().name
+        ctx = ServeContext(pipe, workspace, limits, tiny=args.tiny, model_name=name)
         try:
             demo = launch(ctx, args.host, args.port, args.max_queue)
         except OSError as exc:

@@ -32,8 +32,8 @@ from jointportrait.serve.context import ServeContext
 logger = logging.getLogger(__name__)
 
 MODEL_QUEUE = "model"  # concurrency id of every event that runs the model
-STATE_TTL_S = 3600
-OUTPUT_BUTTONS = ["download", "fullscreen"]  # no "share" (it posts to Hugging Face)  # a session's state (photo, normals, depth) is dropped after an hour without use
+STATE_TTL_S = 3600  # a session's state (photo, normals, depth) is dropped after an hour without use
+OUTPUT_BUTTONS = ["download", "fullscreen"]  # no "share" (it posts to Hugging Face)
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,8 @@ def check_number(name: str, value, lo: float, hi: float, integer: bool = False):
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(number) or not lo <= number <= hi:
-        raise InputError(f"{name} must be between {lo:g} and {hi:g}, got {value!r}")
+        bounds = [int(b) if float(b).is_integer() else b for b in (lo, hi)]
+        raise InputError(f"{name} must be between {bounds[0]} and {bounds[1]}, got {value!r}")
     if integer:
         if number != int(number):
             raise InputError(f"{name} must be a whole number, got {value!r}")
