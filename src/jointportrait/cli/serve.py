@@ -7,6 +7,7 @@ says otherwise; stops on Ctrl-C or SIGTERM and then removes every file it wrote.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
 from pathlib import Path
@@ -16,6 +17,16 @@ from jointportrait.errors import InputError, JointPortraitError
 
 MISSING_EXTRA = ("jointportrait serve needs the optional [serve] extra (Gradio): "
                  "pip install -e '.[serve]' (scripts/setup.sh installs it)")
+
+
+@contextlib.contextmanager
+def sigterm_sets(event: threading.Event):
+    """Within the block, SIGTERM sets ``event`` instead of ending the process (the handler is restored after)."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
 
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels)
     device = parse_device(args.device)
-    with Workspace() as workspace:
+    stop = threading.Event()
+    # SIGTERM only sets `stop` from before the first temporary file to the end, so it always cleans up
+    with sigterm_sets(stop), Workspace() as workspace:
         pipe = load_serve_pipeline(args.model, args.tiny, device, torch_dtype(args.dtype))
         # the page names the model folder, not its path on the server
         name = "tiny random model" if args.tiny else args.model.resolve().name
@@ -63,8 +76,6 @@ def run(args: argparse.Namespace) -> int:
             demo = launch(ctx, args.host, args.port, args.max_queue)
         except OSError as exc:
             raise JointPortraitError(f"cannot listen on {args.host}:{args.port} ({str(exc).splitlines()[0]})") from None
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         print(f"serving http://{args.host}:{args.port} ({ctx.describe()}; Ctrl-C to stop)", flush=True)
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"warning: listening on {args.host}: anyone who can reach this machine on port {args.port} can "
