@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         import gradio  # noqa: F401
     except ImportError:
         raise JointPortraitError(MISSING_EXTRA) from None
+    from diffusers.utils import logging as diffusers_logging
+
     from jointportrait.cli.common import parse_device, torch_dtype
     from jointportrait.serve.app import launch
     from jointportrait.serve.context import ServeContext, load_serve_pipeline
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels)
     device = parse_device(args.device)
+    diffusers_logging.disable_progress_bar()  # no loading bars: the command's own lines stay readable
     stop = threading.Event()
     # SIGTERM only sets `stop` from before the first temporary file to the end, so it always cleans up
     with sigterm_sets(stop), Workspace() as workspace:
