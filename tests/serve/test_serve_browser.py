@@ -26,8 +26,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from jointportrait.data.face_model import load_face_model
 from jointportrait.data.synth import SynthConfig, write_dataset
+from jointportrait.face_models import load_face_model
 
 # ENVIRONMENT.md: how Debian's chromium runs headless on these machines
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

@@ -12,7 +12,7 @@ import signal
 import threading
 from pathlib import Path
 
-from jointportrait.cli.common import DTYPES
+from jointportrait.cli.options import DTYPES
 from jointportrait.errors import InputError, JointPortraitError
 
 MISSING_EXTRA = ("jointportrait serve needs the optional [serve] extra (Gradio): "
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise JointPortraitError(MISSING_EXTRA) from None
     from diffusers.utils import logging as diffusers_logging
 
-    from jointportrait.cli.common import parse_device, torch_dtype
+    from jointportrait.cli.options import parse_device, torch_dtype
     from jointportrait.serve.app import launch
     from jointportrait.serve.context import ServeContext, load_serve_pipeline
     from jointportrait.serve.limits import UploadLimits

@@ -32,20 +32,20 @@ import numpy as np
 import PIL.Image
 import torch
 
-from jointportrait.applications.camera import (
+from jointportrait.appearance.shading import lambert_shading
+from jointportrait.applications.depth_estimation import estimate_depth
+from jointportrait.applications.editing import edit_with_depth, mask_from_depth_edit, push_pull_depth
+from jointportrait.applications.relight import RELIGHT_MODES, relight_image
+from jointportrait.errors import InputError
+from jointportrait.geometry.cameras import (
     DEFAULT_DEPTH_RANGE,
     DEFAULT_FOV_DEG,
     backproject,
     intrinsics_from_fov,
     relative_to_camera_depth,
 )
-from jointportrait.applications.depth_estimation import estimate_depth
-from jointportrait.applications.editing import edit_with_depth, mask_from_depth_edit, push_pull_depth
-from jointportrait.applications.export import depth_mesh, point_cloud, save_geometry
-from jointportrait.applications.normals import normals_from_depth, normals_to_image
-from jointportrait.applications.relight import RELIGHT_MODES, relight_image
-from jointportrait.applications.shading import lambert_shading
-from jointportrait.errors import InputError
+from jointportrait.geometry.export import depth_mesh, point_cloud, save_geometry
+from jointportrait.geometry.normals import normals_from_depth, normals_to_image
 from jointportrait.io import colorize_depth, save_depth_npy, save_depth_outputs, save_image
 from jointportrait.serve.context import ServeContext
 from jointportrait.serve.limits import check_image_upload, load_image_upload
