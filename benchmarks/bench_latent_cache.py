@@ -30,7 +30,7 @@ def _setup(root: Path, vae: Path, kind: str, in_channels: int, cache: bool):
 
     from jointportrait.training.config import config_from_dict
     from jointportrait.training.data import StepBatchSampler, build_datasets
-    from jointportrait.training.latent_cache import LatentCache
+    from jointportrait.training.latent_cache import cache_latents
     from jointportrait.training.masks import MaskSampler
     from jointportrait.training.models import MODEL_KINDS
 
@@ -44,9 +44,9 @@ def _setup(root: Path, vae: Path, kind: str, in_channels: int, cache: bool):
     dataset = build_datasets(cfg.dataset_sources(), SIZE, "train")
     start = time.perf_counter()
     if cache:
-        dataset = LatentCache(dataset, components.vae)
+        dataset = cache_latents(dataset, components.vae)
     build_s = time.perf_counter() - start
-    loader = iter(DataLoader(dataset, batch_sampler=StepBatchSampler(len(dataset), BATCH, seed=0)))
+    loader = iter(DataLoader(dataset, batch_sampler=StepBatchSampler(len(dataset), BATCH, seed=0, draws=True)))
     masks = MaskSampler(cfg.masks.tasks, cfg.masks.spatial) if in_channels == 18 else None
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     counter = iter(range(10**9))

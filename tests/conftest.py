@@ -41,3 +41,25 @@ def tiny_stage2_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_joint_stage2")
     JointPortraitPipeline(**components).save_pretrained(out, safe_serialization=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def wide_dataset(tmp_path_factory) -> Path:
+    """Synthetic studio frames (3 subjects x 3 frames) cut to 24 x 32 (H x W): a 24 px crop has 9 horizontal
+    positions, so random crops vary from draw to draw (square frames scale to a single crop)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from jointportrait.data.face_model import load_face_model
+    from jointportrait.data.synth import SynthConfig, write_dataset
+
+    out = tmp_path_factory.mktemp("synth_wide")
+    write_dataset(out, load_face_model(None), SynthConfig(subjects=3, frames_per_subject=3, size=32, seed=1))
+    for line in (out / "manifest.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        for key in ("image", "mask", "skin_mask"):
+            Image.fromarray(np.asarray(Image.open(out / record[key]))[4:28]).save(out / record[key])
+        np.save(out / record["depth"], np.load(out / record["depth"])[4:28])
+    return out

@@ -22,3 +22,4 @@ def video_dataset(tmp_path_factory):
     config = SynthConfig(subjects=2, frames_per_subject=8, size=16, video=True, clip_length=8, seed=2)
     write_dataset(out, load_face_model(None), config)
     return out
+

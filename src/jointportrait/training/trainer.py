@@ -28,11 +28,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from jointportrait.conditioning import STAGE2_CHANNELS
+from jointportrait.data.datasets import DrawDataset
 from jointportrait.errors import JointPortraitError
 from jointportrait.training.checkpoint import TrainState, remove_incomplete, save_checkpoint
 from jointportrait.training.config import ConfigError, RunConfig, save_config
 from jointportrait.training.data import StepBatchSampler, build_datasets
-from jointportrait.training.latent_cache import LatentCache
+from jointportrait.training.latent_cache import cache_latents
 from jointportrait.training.masks import MaskSampler
 from jointportrait.training.models import MODEL_KINDS, Components
 
@@ -155,7 +156,7 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
         export_frozen = tuple(copy.deepcopy(m) if m is not None else None for m in export_frozen)
     _prepare_components(cfg, components, weight_dtype, accelerator.device)
     if cfg.data.cache_latents:
-        dataset = LatentCache(dataset, components.vae)
+        dataset = cache_latents(dataset, components.vae)
     model = components.model
     params = _trainable(model)
     optimizer = torch.optim.AdamW(
@@ -180,7 +181,8 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
     # 3. Sampler: the data position is the micro-batch counter
     accum = cfg.train.gradient_accumulation_steps
     sampler = StepBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, rank=accelerator.process_index,
-                               num_replicas=accelerator.num_processes, start=state.micro_batches)
+                               num_replicas=accelerator.num_processes, start=state.micro_batches,
+                               draws=isinstance(dataset, DrawDataset))  # references and crops drawn anew
     loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
                              persistent_workers=cfg.data.num_workers > 0))
     mask_sampler = None
