@@ -217,7 +217,8 @@ def evaluate_image_items(items: Iterable[tuple[str, torch.Tensor, torch.Tensor]]
 
 def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = None, lpips_net: str = "alex",
                    inception_weights: Path | None = None, random_inception_seed: int | None = None,
-                   device: torch.device | str = "cpu", progress: bool = False) -> EvaluationResult:
+                   device: torch.device | str = "cpu", progress: bool = False,
+                   lpips_backbone: Path | None = None) -> EvaluationResult:
     """Table 2 over folders (see :func:`evaluate_image_items`).
 
     ``random_inception_seed`` (no weights needed, for demos and smoke tests)
@@ -229,7 +230,8 @@ def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
     pred_dir, gt_dir = _folder(pred_dir, "predicted images"), _folder(gt_dir, "ground-truth images")
     preds, gts = _by_stem(pred_dir, IMAGE_SUFFIXES), _by_stem(gt_dir, IMAGE_SUFFIXES)
     names = match_pairs(preds, gts, pred_dir, gt_dir)
-    lpips_model = LPIPS.from_file(lpips_weights, net=lpips_net).to(device) if lpips_weights is not None else None
+    lpips_model = (LPIPS.from_file(lpips_weights, net=lpips_net, backbone=lpips_backbone).to(device)
+                   if lpips_weights is not None else None)
     inception = FIDInceptionV3.from_file(inception_weights) if inception_weights is not None else None
     if inception is None and random_inception_seed is not None:
         torch.manual_seed(random_inception_seed)
@@ -249,7 +251,7 @@ def _clip_frames(folder: Path, device: torch.device | str = "cpu") -> torch.Tens
 def evaluate_video(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = None, lpips_net: str = "alex",
                    i3d_weights: Path | None = None, identity_model: Path | None = None,
                    reference_dir: Path | None = None, device: torch.device | str = "cpu",
-                   progress: bool = False) -> EvaluationResult:
+                   progress: bool = False, lpips_backbone: Path | None = None) -> EvaluationResult:
     """Table 3 over clip folders: per-frame L1/SSIM/LPIPS, FVD (I3D weights), identity similarity (ONNX)."""
     from jointportrait.evaluation.i3d import InceptionI3d
     from jointportrait.evaluation.identity import IdentityEncoder
@@ -260,7 +262,8 @@ def evaluate_video(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
     preds = {p.name: p for p in sorted(pred_dir.iterdir()) if p.is_dir()}
     gts = {p.name: p for p in sorted(gt_dir.iterdir()) if p.is_dir()}
     names = match_pairs(preds, gts, pred_dir, gt_dir)
-    lpips_model = LPIPS.from_file(lpips_weights, net=lpips_net).to(device) if lpips_weights is not None else None
+    lpips_model = (LPIPS.from_file(lpips_weights, net=lpips_net, backbone=lpips_backbone).to(device)
+                   if lpips_weights is not None else None)
     i3d = InceptionI3d.from_file(i3d_weights).to(device) if i3d_weights is not None else None
     encoder = IdentityEncoder(identity_model) if identity_model is not None else None
     refs = _by_stem(_folder(reference_dir, "reference images"), IMAGE_SUFFIXES) if reference_dir else {}
