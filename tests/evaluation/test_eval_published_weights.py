@@ -77,3 +77,27 @@ def test_lpips_head_loads_the_published_linear_layers(tmp_path, net):
     assert float(model(x, y)) == pytest.approx(expected, rel=1e-5) and expected > 0
     with pytest.raises(InputError, match="linear layers only"):
         LPIPS.from_file(linear, net=net)
+
+
+def test_evaluate_image_cli_takes_the_published_linear_layers_and_a_backbone(tmp_path, capsys):
+    import json
+
+    from jointportrait.cli.main import main
+
+    torch.manual_seed(1)
+    donor = LPIPS(net="alex")
+    torch.save({f"features.{k.split('.', 2)[2]}": v for k, v in donor.state_dict().items() if k.startswith("net.")},
+               tmp_path / "alexnet.pth")
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir(), gt.mkdir()
+    photos = (_photos(64).permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+    Image.fromarray(photos[0]).save(pred / "a.png")
+    Image.fromarray(photos[1]).save(gt / "a.png")
+    args = ["evaluate", "image", "--pred", str(pred), "--gt", str(gt), "--out", str(tmp_path / "r.json"),
+            "--lpips-weights", str(published_file("lpips/weights/v0.1/alex.pth"))]
+    assert main(args) == 2 and "linear layers only" in capsys.readouterr().err  # no backbone: one line
+    assert main([*args, "--lpips-backbone", str(tmp_path / "alexnet.pth")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    model = LPIPS.from_file(published_file("lpips/weights/v0.1/alex.pth"), backbone=tmp_path / "alexnet.pth")
+    x = torch.from_numpy(photos).permute(0, 3, 1, 2).float() / 255.0
+    assert report["per_item"][0]["lpips"] == pytest.approx(float(model(x[:1], x[1:])), rel=1e-5)

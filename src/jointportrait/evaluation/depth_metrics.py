@@ -56,8 +56,8 @@ ALIGNMENTS = {
 }
 PRED_KINDS = ("depth", "disparity")
 GT_NORMALIZATIONS = {
-    "none": "ground truth as given (camera z)",
-    "minmax": "ground truth min-max normalised to [0, 1] inside the mask (nearest pixel excluded)",
+    "none": "as given (camera z)",
+    "minmax": "min-max normalised to [0, 1] inside the mask (nearest pixel excluded)",
 }
 DELTA1_THRESHOLD = 1.25
 DISPARITY_FAR_FACTOR = 10.0
