@@ -99,24 +99,22 @@ def test_ensemble_aligns_the_face_and_leaves_the_far_plane():
     assert everywhere.uncertainty[face].max() > 0.01
 
 
-def test_estimate_depth_aligns_its_ensemble_over_the_foreground(monkeypatch):
+def test_estimate_depth_aligns_its_ensemble_over_the_foreground():
     from types import SimpleNamespace
 
-    from jointportrait.applications import depth_estimation
+    from jointportrait.applications.depth_estimation import estimate_depth
 
     members, truth, face = _portrait_members()
 
     class FakePipe:  # the sampling is not under test: the pipeline "samples" the members above
         vae_scale_factor = 8
-        is_inpainting_model = True
 
-        def __call__(self, *args, num_images_per_reference, **kwargs):
-            assert num_images_per_reference == len(members)
-            return SimpleNamespace(depths=None)
+        def __call__(self, *args, num_images_per_reference, output_domains, output_type, **kwargs):
+            assert num_images_per_reference == len(members) and output_domains == ("depth",)
+            assert output_type == "np"
+            return SimpleNamespace(depths=members.copy())
 
-    monkeypatch.setattr(depth_estimation, "decode_depths", lambda pipe, latents: members.copy())
     image = PIL.Image.new("RGB", (24, 24))
-    result = depth_estimation.estimate_depth(FakePipe(), image, ensemble_size=len(members), processing_resolution=0,
-                                             spacing=None)
+    result = estimate_depth(FakePipe(), image, ensemble_size=len(members), processing_resolution=0)
     assert result.uncertainty[face].max() < 1e-5
     assert np.corrcoef(result.depth[face], truth[face])[0, 1] > 0.9999
