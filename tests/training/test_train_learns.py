@@ -10,10 +10,10 @@ from PIL import Image
 
 from jointportrait.applications.depth_estimation import estimate_depth
 from jointportrait.data.datasets import FrameDataset
-from jointportrait.data.face_model import load_face_model
 from jointportrait.data.synth import SynthConfig, write_dataset
 from jointportrait.demo.runner import mean_depth_prior
 from jointportrait.evaluation import depth_metrics
+from jointportrait.face_models import load_face_model
 from jointportrait.loading import load_joint_pipeline
 from jointportrait.training.config import config_from_dict
 from jointportrait.training.trainer import train
@@ -33,7 +33,7 @@ def _config(kind: str, data, steps: int, learning_rate: float, **model) -> dict:
 
 def test_a_tiny_model_overfits_four_portraits_and_its_depth_beats_the_mean_depth_prior(tmp_path):
     data = tmp_path / "data"  # 2 subjects x 2 frames, 32 px, procedural heads
-    write_dataset(data, load_face_model(None), SynthConfig(subjects=2, frames_per_subject=2, size=32, seed=0,
+    write_dataset(data, load_face_model("procedural"), SynthConfig(subjects=2, frames_per_subject=2, size=32, seed=0,
                                                            val_fraction=0.0, test_fraction=0.0))
     # no pretrained VAE here: a 3-level autoencoder first (8x8 latents), then the 18-channel model on depth
     # estimation only (masks rgb 0 / depth 1), as the demo does at larger scale
