@@ -11,7 +11,7 @@ from PIL import Image
 from jointportrait.applications.depth_estimation import estimate_depth
 from jointportrait.data.datasets import FrameDataset
 from jointportrait.data.synth import SynthConfig, write_dataset
-from jointportrait.demo.runner import mean_depth_prior
+from jointportrait.demo.evaluate import mean_depth_prior
 from jointportrait.evaluation import depth_metrics
 from jointportrait.face_models import load_face_model
 from jointportrait.loading import load_joint_pipeline
