@@ -31,6 +31,7 @@ from jointportrait.pipelines import PIPELINES, JointPortraitPipeline
 
 logger = logging.getLogger(__name__)
 
+NO_IMAGE_ENCODER = "none"  # the null embedding by choice
 BASE_LAYOUT = "a Stable Diffusion 1.5 folder in diffusers layout (unet/, vae/, scheduler/; optional image_encoder/)"
 JOINT_LAYOUT = "a joint model folder (model_index.json, unet/, reference_unet/, vae/, scheduler/)"
 
@@ -49,19 +50,57 @@ def _scheduler_from(config: dict) -> DDIMScheduler:
     return DDIMScheduler.from_config(config)
 
 
-def load_base_components(path: str | Path) -> BaseComponents:
-    """Load ``vae``, ``unet`` (4-channel), ``scheduler`` and optional ``image_encoder`` from local files."""
+def load_image_encoder(path: str | Path) -> CLIPVisionModelWithProjection:
+    """A ``CLIPVisionModelWithProjection`` from a local folder (``config.json`` + weights)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise MissingPathError(f"{path}: expected a CLIPVisionModelWithProjection folder (config.json + "
+                               "model.safetensors), e.g. the image_encoder/ of an SD image-variation model")
+    try:
+        return CLIPVisionModelWithProjection.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a loadable CLIP vision model ({str(exc).splitlines()[0]})") from None
+
+
+def resolve_image_encoder(base: BaseComponents, image_encoder: str | Path | None, where: str) -> BaseComponents:
+    """The base with the CLIP image encoder that conditions cross-attention on the reference (Sec. 3.2).
+
+    ``image_encoder``: a local ``CLIPVisionModelWithProjection`` folder, ``"none"`` for the null (zero)
+    embedding by choice, or None for the base's own encoder when it has one. Without any, the model
+    uses the null embedding and this says so once (SD 1.5's cross-attention projections have no bias,
+    so every cross-attention layer then adds a constant: the reference reaches the model through the
+    ReferenceNet only).
+    """
+    if image_encoder == NO_IMAGE_ENCODER:
+        return base.replace(image_encoder=None)
+    if image_encoder is not None:
+        base = base.replace(image_encoder=load_image_encoder(image_encoder))
+    if base.image_encoder is None:
+        logger.warning("%s has no CLIP image encoder: cross-attention gets the null embedding (give a "
+                       "CLIPVisionModelWithProjection folder, or choose 'none' to silence this)", where)
+        return base
+    dim, expected = base.image_encoder.config.projection_dim, base.unet.config.cross_attention_dim
+    if dim != expected:
+        raise InputError(f"image encoder gives {dim}-d embeddings; the UNet's cross-attention expects {expected}")
+    return base
+
+
+def load_base_components(path: str | Path, image_encoder: str | Path | None = None) -> BaseComponents:
+    """Load ``vae``, ``unet`` (4-channel), ``scheduler`` and the ``image_encoder`` from local files.
+
+    ``image_encoder``: see :func:`resolve_image_encoder` (default: ``<path>/image_encoder/`` when present).
+    """
     path = Path(path)
     if path.is_file():
-        return _load_single_file(path)
-    _require_subfolders(path, ("unet", "vae", "scheduler"), BASE_LAYOUT)
-    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True)
-    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True)
-    scheduler = _scheduler_from(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True))
-    image_encoder = None
-    if (path / "image_encoder").exists():
-        image_encoder = CLIPVisionModelWithProjection.from_pretrained(path / "image_encoder", local_files_only=True)
-    return BaseComponents(unet=unet, vae=vae, scheduler=scheduler, image_encoder=image_encoder)
+        base = _load_single_file(path)
+    else:
+        _require_subfolders(path, ("unet", "vae", "scheduler"), BASE_LAYOUT)
+        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True)
+        scheduler = _scheduler_from(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True))
+        encoder = load_image_encoder(path / "image_encoder") if (path / "image_encoder").exists() else None
+        base = BaseComponents(unet=unet, vae=vae, scheduler=scheduler, image_encoder=encoder)
+    return resolve_image_encoder(base, image_encoder, str(path))
 
 
 def _load_single_file(path: Path) -> BaseComponents:
@@ -93,9 +132,14 @@ def joint_components_from_base(base: BaseComponents) -> ModelComponents:
                            image_encoder=base.image_encoder)
 
 
-def create_joint_model(base_model: str | Path, out: str | Path | None = None) -> JointPortraitPipeline:
-    """Build a :class:`JointPortraitPipeline` from a local SD 1.5 model; save it to ``out`` if given."""
-    pipe = JointPortraitPipeline(**joint_components_from_base(load_base_components(base_model)).pipeline_kwargs())
+def create_joint_model(base_model: str | Path, out: str | Path | None = None,
+                       image_encoder: str | Path | None = None) -> JointPortraitPipeline:
+    """Build a :class:`JointPortraitPipeline` from a local SD 1.5 model; save it to ``out`` if given.
+
+    ``image_encoder``: a local CLIP vision folder, ``"none"``, or None (see :func:`resolve_image_encoder`).
+    """
+    base = load_base_components(base_model, image_encoder)
+    pipe = JointPortraitPipeline(**joint_components_from_base(base).pipeline_kwargs())
     if out is not None:
         pipe.save_pretrained(out, safe_serialization=True)
     return pipe

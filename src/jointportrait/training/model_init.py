@@ -22,6 +22,7 @@ from jointportrait.loading import (
     joint_components_from_base,
     load_base_components,
     load_joint_components,
+    resolve_image_encoder,
     tiny_base_components,
 )
 from jointportrait.models.components import BaseComponents, ModelComponents
@@ -51,8 +52,10 @@ def build_base_components(cfg: RunConfig) -> BaseComponents:
     if m.base == "tiny":
         factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
         base = tiny_base_components(seed=m.tiny_seed, sample_size=cfg.data.resolution // factor)
+        if m.image_encoder is not None:  # the tiny model has none of its own; no warning unless one is asked for
+            base = resolve_image_encoder(base, m.image_encoder, "model.image_encoder")
     else:
-        base = load_base_components(m.base)
+        base = load_base_components(m.base, m.image_encoder)
     return base if vae is None else base.replace(vae=vae)
 
 
