@@ -8,7 +8,10 @@ optionally ``image_encoder/``, weights as safetensors.
 Sources: a Stable Diffusion 1.5 folder in diffusers layout (``vae/``, ``unet/``,
 ``scheduler/``, optional ``image_encoder/``), a single-file ``.safetensors`` SD
 checkpoint (converted offline with the bundled LDM config), or a tiny random
-model with the same layout for tests and trials.
+model with the same layout for tests and trials. Only safetensors weights are
+read (a pickle can run code); every folder is checked first
+(:mod:`jointportrait.model_files`), so a truncated weights file or a broken JSON
+file is one error naming that file.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
 from jointportrait.conditioning import STAGE1_CHANNELS
 from jointportrait.errors import InputError, MissingPathError
+from jointportrait.model_files import (
+    PICKLE_SUFFIXES,
+    check_model_folder,
+    check_safetensors,
+    model_load_errors,
+)
 from jointportrait.models.widen import widen_unet
 
 logger = logging.getLogger(__name__)
@@ -51,25 +60,35 @@ def load_base_components(path: str | Path) -> dict:
     if path.is_file():
         return _load_single_file(path)
     _require_subfolders(path, ("unet", "vae", "scheduler"), BASE_LAYOUT)
-    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True)
-    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True)
-    scheduler = _scheduler_from(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True))
-    image_encoder = None
-    if (path / "image_encoder").exists():
-        from transformers import CLIPVisionModelWithProjection
+    check_model_folder(path, ("unet", "vae", "scheduler", "image_encoder"))
+    with model_load_errors(path, BASE_LAYOUT):
+        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True,
+                                                    use_safetensors=True)
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True, use_safetensors=True)
+        scheduler = _scheduler_from(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True))
+        image_encoder = None
+        if (path / "image_encoder").exists():
+            from transformers import CLIPVisionModelWithProjection
 
-        image_encoder = CLIPVisionModelWithProjection.from_pretrained(path / "image_encoder", local_files_only=True)
+            image_encoder = CLIPVisionModelWithProjection.from_pretrained(
+                path / "image_encoder", local_files_only=True, use_safetensors=True)
     return {"unet": unet, "vae": vae, "scheduler": scheduler, "image_encoder": image_encoder}
 
 
 def _load_single_file(path: Path) -> dict:
-    if path.suffix not in (".safetensors", ".ckpt"):
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise InputError(f"{path}: pickled checkpoints are not loaded (a pickle can run code when read); "
+                         "use the .safetensors file of the model")
+    if path.suffix != ".safetensors":
         raise InputError(f"{path}: expected a single-file SD checkpoint (.safetensors) or {BASE_LAYOUT}")
+    check_safetensors(path)
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
+
     config = str(resources.files("jointportrait") / "assets" / "v1-inference.yaml")
     try:
         unet = UNet2DConditionModel.from_single_file(str(path), original_config=config, local_files_only=True)
         vae = AutoencoderKL.from_single_file(str(path), original_config=config, local_files_only=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as exc:
         raise InputError(f"{path}: not a loadable SD 1.x single-file checkpoint ({str(exc).splitlines()[0]})") from None
     scheduler = DDIMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
@@ -165,6 +184,8 @@ def load_joint_pipeline(path: str | Path, device: str | torch.device = "cpu", dt
 
     path = Path(path)
     _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
-    pipe = JointPortraitPipeline.from_pretrained(path, dtype=dtype, local_files_only=True)
+    check_model_folder(path, ("unet", "reference_unet", "vae", "scheduler", "image_encoder"))
+    with model_load_errors(path, JOINT_LAYOUT):
+        pipe = JointPortraitPipeline.from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)

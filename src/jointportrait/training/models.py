@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from jointportrait.errors import MissingPathError
+from jointportrait.model_files import check_component_folder, model_load_errors
 from jointportrait.objective import joint_diffusion_loss
 from jointportrait.training.config import RunConfig, config_from_dict
 
@@ -59,8 +60,8 @@ def _joint_components_from_checkpoint(run_dir: Path, checkpoint: Path) -> dict:
 
 
 def resolve_init_from(path: str | Path) -> Path:
-    """A joint model folder, or a run folder: its ``final/``, else its latest checkpoint."""
-    from jointportrait.training.checkpoint import latest_checkpoint
+    """A joint model folder, or a run folder: its ``final/``, else its newest intact (hash-verified) checkpoint."""
+    from jointportrait.training.checkpoint import latest_intact_checkpoint as latest_checkpoint
 
     path = Path(path)
     if (path / "model_index.json").exists():
@@ -108,7 +109,9 @@ def load_vae(path: str | Path):
     if not (path / "config.json").exists():
         raise MissingPathError(f"model.vae {path}: expected an AutoencoderKL folder (config.json + weights) "
                                "or a VAE-stage run folder with final/")
-    return AutoencoderKL.from_pretrained(path, local_files_only=True)
+    check_component_folder(path)
+    with model_load_errors(path, "an AutoencoderKL folder"):
+        return AutoencoderKL.from_pretrained(path, local_files_only=True, use_safetensors=True)
 
 
 def build_base_components(cfg: RunConfig) -> dict:
