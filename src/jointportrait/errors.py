@@ -13,7 +13,10 @@ is reported as unexpected (status 1), with its traceback under ``--debug``.
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 EXIT_INPUT = 2  # the user can fix the input or the arguments
 EXIT_RESOURCE = 3  # out of disk space or memory
@@ -78,12 +81,30 @@ def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
         exc = exc.__cause__ or exc.__context__
 
 
-def is_disk_full(exc: BaseException) -> bool:
+NEARLY_FULL_BYTES = 64 * 2**20
+
+
+def filesystem_nearly_full(path: str | os.PathLike) -> bool:
+    """True when the filesystem holding ``path`` (or its nearest existing parent) has < 64 MiB available."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def is_disk_full(exc: BaseException, path: str | os.PathLike | None = None) -> bool:
     """True when ``exc`` (or what caused it) is a write that failed for lack of space or quota.
 
     Recognised by errno, or by the message for libraries that wrap the OS error
     (safetensors: ``SafetensorError: ... No space left on device (os error 28)``).
+    torch's writer reports a short write only as ``unexpected pos``, so with
+    ``path`` (where the failed write went) a nearly full filesystem counts too.
     """
+    if path is not None and filesystem_nearly_full(path):
+        return True
     for item in exception_chain(exc):
         if isinstance(item, DiskFullError) or (isinstance(item, OSError) and item.errno in _DISK_FULL_ERRNOS):
             return True

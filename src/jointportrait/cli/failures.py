@@ -15,6 +15,7 @@ recognised by their class name and message.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 
 from jointportrait.errors import (
@@ -65,6 +66,9 @@ def _known_foreign(exc: BaseException, output: object) -> Failure | None:
         if not files and output:
             where += f" while writing to {output}"
         return Failure(f"{where}; free some space and run the command again", EXIT_RESOURCE)
+    if output and is_disk_full(exc, output):  # a write failure that does not say why, on a full filesystem
+        return Failure(f"no space left on device while writing to {output} ({type(exc).__name__}: "
+                       f"{_first_line(exc)[:160]}); free some space and run the command again", EXIT_RESOURCE)
     if is_out_of_memory(exc):
         return Failure(f"out of memory ({_first_line(exc)[:160]}); {_OOM_HINT}", EXIT_RESOURCE)
     for item in exception_chain(exc):
@@ -94,3 +98,12 @@ def describe(exc: BaseException, output: object = None) -> Failure:
         return known
     return Failure(f"unexpected {type(exc).__name__}: {_first_line(exc)[:300]} (rerun with --debug for the "
                    "traceback; please report it)", EXIT_UNEXPECTED, known=False)
+
+
+def close_progress_bars() -> None:
+    """Close the tqdm bars a failure left open, so that the error starts on a line of its own."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        bar.close()

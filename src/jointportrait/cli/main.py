@@ -18,7 +18,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from jointportrait.cli.failures import describe
+from jointportrait.cli.failures import close_progress_bars, describe
 from jointportrait.io import DEFAULT_MAX_IMAGE_PIXELS, set_max_image_pixels
 
 # name -> (module under jointportrait.cli, one-line help). Explicit registry: a
@@ -76,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             set_max_image_pixels(args.max_pixels)
         return int(args._module.run(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:
+        close_progress_bars()
         if debug:
             traceback.print_exc()
         failure = describe(exc, getattr(args, "out", None) or getattr(args, "output_dir", None))

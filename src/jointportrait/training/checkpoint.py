@@ -279,9 +279,10 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, keep_last: i
             write_checksums(tmp)
             _fsync_tree(tmp)
     except Exception as exc:
+        disk_full = is_disk_full(exc, output_dir)  # looked at before the partial folder is removed
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)  # frees the space, and leaves nothing that looks resumable
-        if is_disk_full(exc):
+        if disk_full:
             previous = latest_checkpoint(output_dir)
             kept = f"{previous.name} is intact" if previous is not None else "there is no earlier checkpoint"
             raise DiskFullError(f"{output_dir}: no space left on device while saving checkpoint-{step} ({kept}); "

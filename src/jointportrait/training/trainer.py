@@ -220,7 +220,7 @@ def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dat
             if state.step > 0 and state.step % cfg.train.checkpoint_every:
                 save_checkpoint(accelerator, output_dir, state.step, cfg.train.checkpoints_total_limit, states)
             accelerator.end_training()
-            raise TrainingStopped(f"{signal.Signals(signum).name} at step {state.step}: "
+            raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at step {state.step}: "
                                   + (f"checkpoint-{state.step} is saved; continue with --resume latest"
                                      if state.step else "stopped before the first step"), signum)
         start = time.perf_counter()
