@@ -17,7 +17,6 @@ removes its partial file and raises :class:`~jointportrait.errors.DiskFullError`
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import warnings
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jointportrait.errors import DiskFullError, InputError, MissingPathError, OutputExistsError
+from jointportrait.errors import DiskFullError, InputError, MissingPathError, OutputExistsError, is_disk_full
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 DEPTH_SUFFIXES = (".npy", ".exr", ".png")
@@ -54,19 +53,23 @@ def max_image_pixels() -> int:
     return _max_pixels if _max_pixels is not None else _env_max_pixels()
 
 
-def set_max_image_pixels(pixels: int) -> None:
-    """Set the input pixel limit for this process (PIL's own bomb check is kept at least as high)."""
+def set_max_image_pixels(pixels: int | None) -> None:
+    """Set the input pixel limit for this process; None goes back to ``JOINTPORTRAIT_MAX_PIXELS`` or the default.
+
+    PIL's own bomb check is kept at least as high, so that this limit decides.
+    """
     global _max_pixels
-    if pixels < 1:
+    if pixels is not None and pixels < 1:
         raise InputError(f"--max-pixels must be >= 1, got {pixels}")
-    _max_pixels = int(pixels)
-    if Image.MAX_IMAGE_PIXELS is not None and pixels > Image.MAX_IMAGE_PIXELS:
-        Image.MAX_IMAGE_PIXELS = pixels  # PIL warns above this and refuses above twice this
-    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(pixels)  # effective if cv2 is not loaded yet
+    _max_pixels = None if pixels is None else int(pixels)
+    limit = max_image_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit  # PIL warns above this and refuses above twice this
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(limit)  # effective if cv2 is not loaded yet
 
 
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # must be set before cv2 loads
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(max(DEFAULT_MAX_IMAGE_PIXELS, 1)))
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_IMAGE_PIXELS))
 
 
 def check_image_size(path: str | os.PathLike, width: int, height: int, min_side: int = MIN_IMAGE_SIDE,
@@ -164,7 +167,7 @@ def writing(path: Path) -> Iterator[Path]:
     try:
         yield path
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if not is_disk_full(exc, path.parent):  # numpy reports a short write without an errno
             raise
         with contextlib.suppress(OSError):
             path.unlink()
@@ -232,11 +235,21 @@ def load_depth(path: str | os.PathLike, png_scale: float = 1.0 / PNG16_MAX, min_
 
 
 def _load_npy_checked(path: Path, min_side: int) -> np.ndarray:
-    """A ``.npy`` array whose shape is checked from the header (memory-mapped) before its data is read."""
-    array = np.load(path, mmap_mode="r", allow_pickle=False)
-    if array.ndim in (2, 3):
-        check_image_size(path, array.shape[1], array.shape[0], min_side, "depth map")
-    return np.array(array)
+    """A ``.npy`` array whose header (signature, dtype, shape) is checked before its data is read."""
+    with path.open("rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            raise InputError(f"{path}: not a .npy file (its first bytes are not the NumPy signature)")
+        fh.seek(0)
+        version = np.lib.format.read_magic(fh)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version in read_header:
+            shape, _, dtype = read_header[version](fh)
+            if dtype.hasobject:
+                raise InputError(f"{path}: holds Python objects (pickled data is never loaded); save a numeric "
+                                 "array instead")
+            if len(shape) in (2, 3):
+                check_image_size(path, shape[1], shape[0], min_side, "depth map")
+    return np.load(path, allow_pickle=False)
 
 
 def save_depth_npy(path: str | os.PathLike, depth: np.ndarray, overwrite: bool = False) -> Path:

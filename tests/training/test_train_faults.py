@@ -145,9 +145,13 @@ def test_the_lock_refuses_a_second_holder_and_is_reentrant(tmp_path, capsys, syn
         holder.kill()
         holder.wait()
         holder.stdout.close()
-    with run_lock(run), run_lock(run):  # the holder is gone (the kernel released its lock); re-entrant here
+    assert (run / LOCK_NAME).exists()  # killed holders leave their lock file, but the kernel released the lock
+    with run_lock(run), run_lock(run):  # so it does not block; and the lock is re-entrant in one process
         assert (run / LOCK_NAME).read_text().strip() == str(os.getpid())
-    assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]  # the lock file alone still counts as empty
+    assert list(run.iterdir()) == []  # the holder removes the lock file on release
+    with run_lock(tmp_path / "new" / "run"):
+        pass
+    assert not (tmp_path / "new" / "run").exists()  # a folder the lock created and nothing used is removed
 
 
 def test_stop_handlers_first_signal_requests_second_interrupts():

@@ -72,8 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     debug = args.debug or os.environ.get("JOINTPORTRAIT_DEBUG", "") not in ("", "0")
     try:
-        if args.max_pixels is not None:
-            set_max_image_pixels(args.max_pixels)
+        set_max_image_pixels(args.max_pixels)  # also resets what an earlier main() in this process set
         return int(args._module.run(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:
         close_progress_bars()

@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume is not None and not args.output_dir.is_dir():
         raise MissingPathError(f"{args.output_dir}: no such run folder (--resume continues a run of jointportrait train)")
-    with run_lock(args.output_dir):  # before the emptiness check: two runs started together cannot both pass it
+    if args.resume is None:
+        resolve_run(args)  # a bad config or a used folder is refused before the lock creates anything
+    with run_lock(args.output_dir):  # and checked again under it: two runs started together cannot both pass
         cfg, checkpoint = resolve_run(args)
         result = train(cfg, args.output_dir, resume_from=checkpoint)
     if result.losses and result.is_main_process:
