@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from jointportrait.errors import DiskFullError, InputError, MissingPathError, OutputExistsError, is_disk_full
 
@@ -122,7 +122,9 @@ def _open_image(path: Path, min_side: int, what: str) -> Iterator[Image.Image]:
             size = f"{int(pixels.group(1)):,} pixels" if pixels else "too many pixels"
             raise InputError(f"{path}: {what} has {size}, more than the limit of {max_image_pixels():,} "
                              "(refused before decoding; raise it with --max-pixels if the file is genuine)") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # decoders raise many types on damaged files (OSError, SyntaxError, struct.error)
             raise InputError(f"{path}: not a readable {what} ({_reason(exc)})"
                              ) from None
     with img:
@@ -144,7 +146,9 @@ def load_image(path: str | os.PathLike, background: tuple[int, int, int] = (255,
         try:
             img.load()  # decodes fully, so truncated files fail here
             img = ImageOps.exif_transpose(img)
-        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # as above: any decoder error on a damaged file
             raise InputError(f"{path}: not a readable image ({_reason(exc)})"
                              ) from None
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -217,7 +221,9 @@ def load_depth(path: str | os.PathLike, png_scale: float = 1.0 / PNG16_MAX, min_
                 depth = np.asarray(img, dtype=np.float64) * png_scale
         else:
             raise InputError(f"{path}: unsupported depth format (expected one of {', '.join(DEPTH_SUFFIXES)})")
-    except (OSError, ValueError, UnidentifiedImageError, EOFError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # numpy's header parser, OpenCV and PIL raise many types on damaged files
         if isinstance(exc, InputError):
             raise
         raise InputError(f"{path}: not a readable depth map ({_reason(exc)})"

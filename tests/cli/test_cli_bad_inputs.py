@@ -52,7 +52,7 @@ def _write_photos(folder: Path, rgb: np.ndarray) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     PIL.Image.fromarray(np.dstack([rgb, np.full((H, W), 200, np.uint8)])).save(folder / "rgba.png")
     PIL.Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg")
-    PIL.Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(folder / "grey16.png")
+    PIL.Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(folder / "grey16.png")
     PIL.Image.fromarray(rgb[..., 1]).save(folder / "grey.png")
     exif = PIL.Image.Exif()
     exif[0x0112] = 6  # stored W x H = 48 x 64, shown rotated by 90 degrees: 64 x 48
