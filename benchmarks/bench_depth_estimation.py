@@ -22,6 +22,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, MarigoldDepthPipeline, UNet2
 from benchmarks.report import timeit, update_section
 from jointportrait.applications.depth_estimation import estimate_depth
 from jointportrait.loading import joint_components_from_base
+from jointportrait.models.components import BaseComponents
 from jointportrait.models.reference_attention import ReferenceBank
 from jointportrait.models.widen import widen_unet
 from jointportrait.pipelines.pipeline_joint_portrait import JointPortraitPipeline
@@ -54,9 +55,9 @@ def build(size: str, device: str):
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="trailing")
     base = UNet2DConditionModel(sample_size=resolution // 8, in_channels=4, out_channels=4, **unet_cfg)
-    joint = joint_components_from_base({"unet": base, "vae": vae, "scheduler": scheduler})
-    joint["unet"] = widen_unet(joint["unet"], 18, 8)
-    ours = JointPortraitPipeline(**joint).to(device)
+    joint = joint_components_from_base(BaseComponents(unet=base, vae=vae, scheduler=scheduler))
+    joint = joint.replace(unet=widen_unet(joint.unet, 18, 8))
+    ours = JointPortraitPipeline(**joint.pipeline_kwargs()).to(device)
     marigold_unet = UNet2DConditionModel(sample_size=resolution // 8, in_channels=8, out_channels=4, **unet_cfg)
     marigold = MarigoldDepthPipeline(unet=marigold_unet, vae=vae, scheduler=DDIMScheduler.from_config(scheduler.config),
                                      text_encoder=None, tokenizer=None, prediction_type="depth").to(device)

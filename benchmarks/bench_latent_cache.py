@@ -1,7 +1,7 @@
 """Training-step time of the demo's models with and without ``data.cache_latents``.
 
-The trainer's own pieces (dataset, ``DataLoader``, mask sampler, model kind's
-loss, AdamW) on a synthetic set written by ``jointportrait synth``, at the
+The trainer's own pieces (dataset, ``DataLoader``, the training stage's batch
+preparation and loss, AdamW) on a synthetic set written by ``jointportrait synth``, at the
 demo's sizes: 32 px images, a 3-level VAE (8x8 latents), the tiny UNet, batch
 32. "Uncached" reads and crops the PNG/NPY files and encodes with the VAE every
 step, as a plain run does; "cached" serves items and latents from memory. The
@@ -31,33 +31,27 @@ def _setup(root: Path, vae: Path, kind: str, in_channels: int, cache: bool):
     from jointportrait.training.config import config_from_dict
     from jointportrait.training.data import StepBatchSampler, build_datasets
     from jointportrait.training.latent_cache import LatentCache
-    from jointportrait.training.masks import MaskSampler
-    from jointportrait.training.models import MODEL_KINDS
+    from jointportrait.training.stages import STAGES
 
     cfg = config_from_dict({"model": {"kind": kind, "base": "tiny", "in_channels": in_channels, "vae": str(vae),
                                       "prediction_type": "v_prediction"},
                             "data": {"root": str(root), "resolution": SIZE}})
-    spec = MODEL_KINDS[kind]
-    components = spec.build(cfg)
-    components.vae.requires_grad_(False).eval()
-    model = components.model.train()
+    stage = STAGES[kind](cfg)
+    stage.prepare(torch.device("cpu"), torch.float32)
+    model = stage.model
     dataset = build_datasets(cfg.dataset_sources(), SIZE, "train")
     start = time.perf_counter()
     if cache:
-        dataset = LatentCache(dataset, components.vae)
+        dataset = LatentCache(dataset, stage.latent_vae)
     build_s = time.perf_counter() - start
     loader = iter(DataLoader(dataset, batch_sampler=StepBatchSampler(len(dataset), BATCH, seed=0)))
-    masks = MaskSampler(cfg.masks.tasks, cfg.masks.spatial) if in_channels == 18 else None
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     counter = iter(range(10**9))
 
     def step() -> None:
         batch = next(loader)
         generator = torch.Generator().manual_seed(next(counter))
-        if masks is not None:
-            batch.update(masks.sample(batch, generator)[0])
-        out = spec.loss(model, components.vae, components.scheduler, batch, reference_dropout=0.1,
-                        prediction_type="v_prediction", generator=generator)
+        out = stage.loss(model, stage.prepare_batch(batch, generator), generator)
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -18,10 +18,10 @@ def sd_folder(tmp_path_factory):
     """A tiny Stable Diffusion 1.5-layout folder as a user would have it (unet/, vae/, scheduler/, image_encoder/)."""
     root = tmp_path_factory.mktemp("sd15")
     base = tiny_base_components(seed=3, with_image_encoder=True)
-    base["unet"].save_pretrained(root / "unet")
-    base["vae"].save_pretrained(root / "vae")
-    base["scheduler"].save_pretrained(root / "scheduler")
-    base["image_encoder"].save_pretrained(root / "image_encoder")
+    base.unet.save_pretrained(root / "unet")
+    base.vae.save_pretrained(root / "vae")
+    base.scheduler.save_pretrained(root / "scheduler")
+    base.image_encoder.save_pretrained(root / "image_encoder")
     (root / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     return root, base
 
@@ -34,7 +34,7 @@ def test_create_from_sd_folder_and_load_back(sd_folder, tmp_path, capsys):
     # the saved denoiser is a plain diffusers UNet
     unet = UNet2DConditionModel.from_pretrained(out, subfolder="unet")
     assert (unet.config.in_channels, unet.config.out_channels) == (8, 8)
-    assert torch.equal(unet.conv_in.weight[:, :4], base["unet"].conv_in.weight)
+    assert torch.equal(unet.conv_in.weight[:, :4], base.unet.conv_in.weight)
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").exists()
     pipe = JointPortraitPipeline.from_pretrained(out)
     assert pipe.image_encoder is not None and pipe.reference_unet.config.in_channels == 4

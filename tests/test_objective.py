@@ -14,15 +14,15 @@ from jointportrait.models import JointDenoiser, widen_unet
 @pytest.fixture()
 def parts():
     comps = joint_components_from_base(tiny_base_components(seed=0))
-    joint = JointDenoiser(comps["unet"], comps["reference_unet"])
-    scheduler = DDPMScheduler.from_config(comps["scheduler"].config)
+    joint = JointDenoiser(comps.unet, comps.reference_unet)
+    scheduler = DDPMScheduler.from_config(comps.scheduler.config)
     g = torch.Generator().manual_seed(0)
     batch = {
         "image": torch.rand(2, 3, 64, 64, generator=g) * 2 - 1,
         "depth": torch.rand(2, 1, 64, 64, generator=g) * 2 - 1,
         "reference": torch.rand(2, 3, 64, 64, generator=g) * 2 - 1,
     }
-    return joint, comps["vae"], scheduler, batch
+    return joint, comps.vae, scheduler, batch
 
 
 def test_loss_is_mse_on_concatenated_independent_noise(parts):

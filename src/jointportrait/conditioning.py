@@ -7,13 +7,17 @@ diffusers' inpainting convention the masked input is the input with the
 generated region blanked (set to 0, mid-grey / mid-depth) and then VAE-encoded;
 masks are resized to the latent grid with nearest-neighbour sampling.
 
-Tasks (Sec. 4): depth estimation = (rgb 0, depth 1); depth-to-image = (1, 0);
-joint generation = (1, 1); editing = a spatial RGB mask with a given depth.
+The task -> mask table :data:`TASKS` (Sec. 4) serves training (the stage-2
+mask sampler) and the applications alike: depth estimation = (rgb 0, depth 1);
+depth-to-image = (1, 0); joint generation = (1, 1); editing = a spatial RGB
+mask with a given depth (``rgb_editing``), or the same spatial mask on both
+domains (``joint_editing``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +27,47 @@ from jointportrait.latent_codec import encode_depth, encode_rgb
 
 STAGE1_CHANNELS = 8
 STAGE2_CHANNELS = 18
+
+GENERATE, KEEP = 1.0, 0.0  # mask values: 1 = generate, 0 = keep
+MaskRule = Literal["generate", "keep", "spatial"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """Which domain a task generates: each mask is all ``generate``, all ``keep``, or a ``spatial`` mask."""
+
+    rgb: MaskRule
+    depth: MaskRule
+
+    @property
+    def needs_spatial_mask(self) -> bool:
+        return "spatial" in (self.rgb, self.depth)
+
+    def masks(self, spatial=None, like: torch.Tensor | None = None) -> tuple:
+        """``(rgb_mask, depth_mask)``: scalars for whole-domain rules, ``spatial`` (a tensor or an
+        array) where the rule says so.
+
+        With ``like`` (a tensor of the mask's shape) whole-domain masks are tensors of that shape.
+        """
+        def one(rule: MaskRule):
+            if rule == "spatial":
+                if spatial is None:
+                    raise ValueError("this task needs a spatial mask")
+                return spatial
+            value = GENERATE if rule == "generate" else KEEP
+            return value if like is None else torch.full_like(like, value)
+
+        return one(self.rgb), one(self.depth)
+
+
+# task name -> masks (paper Sec. 4); one table for training and the applications
+TASKS: dict[str, Task] = {
+    "depth_estimation": Task(rgb="keep", depth="generate"),
+    "depth_to_image": Task(rgb="generate", depth="keep"),
+    "joint_generation": Task(rgb="generate", depth="generate"),
+    "rgb_editing": Task(rgb="spatial", depth="keep"),
+    "joint_editing": Task(rgb="spatial", depth="spatial"),
+}
 
 
 @dataclass

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from jointportrait.conditioning import STAGE1_CHANNELS
 from jointportrait.errors import InputError, MissingPathError
@@ -31,8 +32,11 @@ from jointportrait.model_files import (
     check_model_folder,
     check_safetensors,
     model_load_errors,
+    read_json,
 )
+from jointportrait.models.components import BaseComponents, ModelComponents
 from jointportrait.models.widen import widen_unet
+from jointportrait.pipelines import PIPELINES, JointPortraitPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ def _scheduler_from(config: dict) -> DDIMScheduler:
     return DDIMScheduler.from_config(config)
 
 
-def load_base_components(path: str | Path) -> dict:
+def load_base_components(path: str | Path) -> BaseComponents:
     """Load ``vae``, ``unet`` (4-channel), ``scheduler`` and optional ``image_encoder`` from local files."""
     path = Path(path)
     if path.is_file():
@@ -68,22 +72,20 @@ def load_base_components(path: str | Path) -> dict:
         scheduler = _scheduler_from(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True))
         image_encoder = None
         if (path / "image_encoder").exists():
-            from transformers import CLIPVisionModelWithProjection
-
-            image_encoder = CLIPVisionModelWithProjection.from_pretrained(
-                path / "image_encoder", local_files_only=True, use_safetensors=True)
-    return {"unet": unet, "vae": vae, "scheduler": scheduler, "image_encoder": image_encoder}
+            image_encoder = CLIPVisionModelWithProjection.from_pretrained(path / "image_encoder", local_files_only=True,
+                                                                          use_safetensors=True)
+    return BaseComponents(unet=unet, vae=vae, scheduler=scheduler, image_encoder=image_encoder)
 
 
-def _load_single_file(path: Path) -> dict:
+def _load_single_file(path: Path) -> BaseComponents:
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
+
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise InputError(f"{path}: pickled checkpoints are not loaded (a pickle can run code when read); "
                          "use the .safetensors file of the model")
     if path.suffix != ".safetensors":
         raise InputError(f"{path}: expected a single-file SD checkpoint (.safetensors) or {BASE_LAYOUT}")
     check_safetensors(path)
-    from diffusers.loaders.single_file_utils import SingleFileComponentError
-
     config = str(resources.files("jointportrait") / "assets" / "v1-inference.yaml")
     try:
         unet = UNet2DConditionModel.from_single_file(str(path), original_config=config, local_files_only=True)
@@ -94,41 +96,42 @@ def _load_single_file(path: Path) -> dict:
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
         clip_sample=False, set_alpha_to_one=False, steps_offset=1,
     )
-    return {"unet": unet, "vae": vae, "scheduler": scheduler, "image_encoder": None}
+    return BaseComponents(unet=unet, vae=vae, scheduler=scheduler)
 
 
-def joint_components_from_base(base: dict) -> dict:
+def joint_components_from_base(base: BaseComponents) -> ModelComponents:
     """Widen the base UNet to the 8-channel denoiser; the ReferenceNet starts as a copy of the base UNet."""
-    unet = base["unet"]
+    unet = base.unet
     if unet.config.in_channels != 4 or unet.config.out_channels != 4:
         raise InputError(
             f"base UNet has {unet.config.in_channels}/{unet.config.out_channels} channels; expected an SD-style 4/4 UNet"
         )
     denoiser = widen_unet(unet, STAGE1_CHANNELS, STAGE1_CHANNELS)
     reference_unet = copy.deepcopy(unet)
-    return {
-        "vae": base["vae"],
-        "unet": denoiser,
-        "reference_unet": reference_unet,
-        "scheduler": base["scheduler"],
-        "image_encoder": base.get("image_encoder"),
-    }
+    return ModelComponents(vae=base.vae, unet=denoiser, scheduler=base.scheduler, reference_unet=reference_unet,
+                           image_encoder=base.image_encoder)
 
 
-def create_joint_model(base_model: str | Path, out: str | Path | None = None):
+def create_joint_model(base_model: str | Path, out: str | Path | None = None) -> JointPortraitPipeline:
     """Build a :class:`JointPortraitPipeline` from a local SD 1.5 model; save it to ``out`` if given."""
-    from jointportrait.pipelines.pipeline_joint_portrait import JointPortraitPipeline
-
-    pipe = JointPortraitPipeline(**joint_components_from_base(load_base_components(base_model)))
+    pipe = JointPortraitPipeline(**joint_components_from_base(load_base_components(base_model)).pipeline_kwargs())
     if out is not None:
         pipe.save_pretrained(out, safe_serialization=True)
     return pipe
 
 
 def tiny_base_components(seed: int = 0, sample_size: int = 8, with_image_encoder: bool = False,
-                         cross_attention_dim: int = 32) -> dict:
-    """A tiny randomly initialised SD-layout model: UNet (32, 64), 4-level VAE (64 px -> 8 latent px)."""
-    torch.manual_seed(seed)
+                         cross_attention_dim: int = 32) -> BaseComponents:
+    """A tiny randomly initialised SD-layout model: UNet (32, 64), 4-level VAE (64 px -> 8 latent px).
+
+    The weights are a function of ``seed`` alone; the global RNG is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _tiny_base(sample_size, with_image_encoder, cross_attention_dim)
+
+
+def _tiny_base(sample_size: int, with_image_encoder: bool, cross_attention_dim: int) -> BaseComponents:
     unet = UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=4,
@@ -158,34 +161,70 @@ def tiny_base_components(seed: int = 0, sample_size: int = 8, with_image_encoder
     )
     image_encoder = None
     if with_image_encoder:
-        from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
         image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             image_size=32, patch_size=8, projection_dim=cross_attention_dim,
         ))
-    return {"unet": unet, "vae": vae, "scheduler": scheduler, "image_encoder": image_encoder}
+    return BaseComponents(unet=unet, vae=vae, scheduler=scheduler, image_encoder=image_encoder)
 
 
-def create_tiny_joint_model(out: str | Path | None = None, seed: int = 0, with_image_encoder: bool = False):
+def create_tiny_joint_model(out: str | Path | None = None, seed: int = 0,
+                            with_image_encoder: bool = False) -> JointPortraitPipeline:
     """A small random joint model with the real layout (for tests and trying the pipelines without weights)."""
-    from jointportrait.pipelines.pipeline_joint_portrait import JointPortraitPipeline
-
     base = tiny_base_components(seed=seed, with_image_encoder=with_image_encoder)
-    pipe = JointPortraitPipeline(**joint_components_from_base(base))
+    pipe = JointPortraitPipeline(**joint_components_from_base(base).pipeline_kwargs())
     if out is not None:
         pipe.save_pretrained(out, safe_serialization=True)
     return pipe
 
 
-def load_joint_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+def load_joint_pipeline(path: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> JointPortraitPipeline:
     """Load a saved joint model folder as a :class:`JointPortraitPipeline`."""
-    from jointportrait.pipelines.pipeline_joint_portrait import JointPortraitPipeline
-
     path = Path(path)
     _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
     check_model_folder(path, ("unet", "reference_unet", "vae", "scheduler", "image_encoder"))
     with model_load_errors(path, JOINT_LAYOUT):
         pipe = JointPortraitPipeline.from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def load_joint_components(path: str | Path) -> ModelComponents:
+    """The parts of a saved joint model folder, loaded one by one (no pipeline is built, so the
+    reference-attention processors are installed once, by whoever builds the denoiser)."""
+    path = Path(path)
+    _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
+    check_model_folder(path, ("unet", "reference_unet", "vae", "scheduler", "image_encoder"))
+    with model_load_errors(path, JOINT_LAYOUT):
+        image_encoder = None
+        if (path / "image_encoder").is_dir():
+            image_encoder = CLIPVisionModelWithProjection.from_pretrained(
+                path / "image_encoder", local_files_only=True, use_safetensors=True)
+        return ModelComponents(
+            vae=AutoencoderKL.from_pretrained(path / "vae", local_files_only=True, use_safetensors=True),
+            unet=UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True, use_safetensors=True),
+            scheduler=_scheduler_from(DDIMScheduler.load_config(path / "scheduler", local_files_only=True)),
+            reference_unet=UNet2DConditionModel.from_pretrained(path / "reference_unet", local_files_only=True,
+                                                                use_safetensors=True),
+            image_encoder=image_encoder,
+        )
+
+
+def load_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """Any saved model folder of the project (joint model or baseline), by the class its
+    ``model_index.json`` records (:data:`jointportrait.pipelines.PIPELINES`)."""
+    path = Path(path)
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise MissingPathError(f"{path}: no model_index.json; expected a model folder written by "
+                               "jointportrait create or train")
+    check_model_folder(path)
+    content = read_json(index)
+    name = content.get("_class_name") if isinstance(content, dict) else None
+    if name not in PIPELINES:
+        raise InputError(f"{index}: unknown pipeline class {name!r}; expected one of {', '.join(PIPELINES)}")
+    with model_load_errors(path, f"a {name} folder"):
+        pipe = PIPELINES[name].from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)

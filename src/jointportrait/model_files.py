@@ -105,11 +105,14 @@ def check_component_folder(folder: str | os.PathLike) -> None:
         check_safetensors(path)
 
 
-def check_model_folder(root: str | os.PathLike, components: Iterable[str] = ()) -> None:
-    """Check ``root``'s own JSON files and each component subfolder that exists (``unet``, ``vae``, ...)."""
+def check_model_folder(root: str | os.PathLike, components: Iterable[str] | None = None) -> None:
+    """Check ``root``'s own JSON files and each component subfolder that exists (``unet``, ``vae``, ...;
+    None: every subfolder)."""
     root = Path(root)
     for path in sorted(root.glob("*.json")):
         read_json(path)
+    if components is None:
+        components = sorted(p.name for p in root.iterdir() if p.is_dir())
     for name in components:
         if (root / name).is_dir():
             check_component_folder(root / name)

@@ -1,4 +1,4 @@
-"""The joint training objective, paper eq. 3-5.
+"""The training objectives: the joint loss of eq. 3-5 and the losses of the paper's baselines (Sec. 5.2, 9).
 
 RGB and depth latents get *independent* noise at the *same* timestep; the
 denoiser predicts the concatenated noise ``[eps_x, eps_d]`` (or the
@@ -7,7 +7,12 @@ the MSE over all 8 channels. With reference dropout a sample loses both its
 ReferenceNet features and its image embedding, which trains the unconditional
 branch used by classifier-free guidance.
 
-The trainer calls :func:`joint_diffusion_loss` with a batch and nothing else.
+The baselines share the noising and the batch encoding: "w/o joint learning"
+(:func:`conditional_diffusion_loss`, the target domain's noise only) and "w/o
+ReferenceNet" (:func:`concat_reference_loss`, eq. 5 with the reference latent as
+input channels). Every loss has one signature, ``(model, vae, scheduler, batch,
+image_encoder=, reference_dropout=, prediction_type=, generator=)``, and returns
+a :class:`JointLoss`.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from diffusers.schedulers import SchedulerMixin
 
-from jointportrait.conditioning import STAGE2_CHANNELS, build_inpainting_condition, denoiser_input
+from jointportrait.conditioning import build_inpainting_condition, denoiser_input
 from jointportrait.latent_codec import batch_latents
+from jointportrait.models.baselines import IMAGE_TO_DEPTH, ConcatReferenceDenoiser, ConditionalDenoiser
 from jointportrait.models.image_condition import reference_conditioning
 from jointportrait.models.joint_denoiser import JointDenoiser
 
@@ -131,7 +137,7 @@ def joint_diffusion_loss(
     param = next(unet.parameters())
     z = encode_batch(vae, image_encoder, batch, param, unet.config.cross_attention_dim, reference_dropout, generator)
     condition = None
-    if unet.config.in_channels == STAGE2_CHANNELS:
+    if joint.is_inpainting:
         if "rgb_mask" not in batch or "depth_mask" not in batch:
             raise ValueError("an 18-channel denoiser needs 'rgb_mask' and 'depth_mask' in the batch")
         with torch.no_grad():
@@ -148,3 +154,56 @@ def joint_diffusion_loss(
         reference_keep=z.keep,
     )  # (B, 8, h, w)
     return split_loss(pred, target, joint.latent_channels)
+
+
+def conditional_diffusion_loss(
+    model: torch.nn.Module,
+    vae: AutoencoderKL,
+    noise_scheduler: SchedulerMixin,
+    batch: dict[str, torch.Tensor],
+    image_encoder: torch.nn.Module | None = None,
+    reference_dropout: float = 0.0,
+    prediction_type: str | None = None,
+    generator: torch.Generator | None = None,
+) -> JointLoss:
+    """Loss of a "w/o joint learning" network (Sec. 5.2): MSE on the target domain's noise only.
+
+    Same ``batch`` as :func:`joint_diffusion_loss` (``image``, ``depth``,
+    ``reference``). The half the network does not predict is reported as 0
+    (``loss_rgb`` for image -> depth, ``loss_depth`` for depth -> image).
+    """
+    cond_model = unwrap(model, ConditionalDenoiser)
+    unet = cond_model.unet
+    z = encode_batch(vae, image_encoder, batch, next(unet.parameters()), unet.config.cross_attention_dim,
+                     reference_dropout, generator)
+    target_z, cond_z = (z.depth, z.image) if cond_model.direction == IMAGE_TO_DEPTH else (z.image, z.depth)
+    noisy, t, target = noised_latents_and_target(target_z, noise_scheduler, prediction_type, generator)
+    pred = model(torch.cat([noisy, cond_z], dim=1), t, encoder_hidden_states=z.encoder_hidden_states,  # 8 ch in
+                 reference_latents=z.reference, reference_keep=z.keep)  # (B, 4, h, w)
+    loss = F.mse_loss(pred.float(), target.float())
+    zero = loss.detach().new_zeros(())
+    if cond_model.direction == IMAGE_TO_DEPTH:
+        return JointLoss(loss, zero, loss.detach())
+    return JointLoss(loss, loss.detach(), zero)
+
+
+def concat_reference_loss(
+    model: torch.nn.Module,
+    vae: AutoencoderKL,
+    noise_scheduler: SchedulerMixin,
+    batch: dict[str, torch.Tensor],
+    image_encoder: torch.nn.Module | None = None,
+    reference_dropout: float = 0.0,
+    prediction_type: str | None = None,
+    generator: torch.Generator | None = None,
+) -> JointLoss:
+    """Eq. 5 for the "w/o ReferenceNet" ablation (Sec. 9): joint noise MSE, reference latent as extra input."""
+    concat = unwrap(model, ConcatReferenceDenoiser)
+    unet = concat.unet
+    z = encode_batch(vae, image_encoder, batch, next(unet.parameters()), unet.config.cross_attention_dim,
+                     reference_dropout, generator)
+    z0 = torch.cat([z.image, z.depth], dim=1)  # (B, 8, h, w)
+    noisy, t, target = noised_latents_and_target(z0, noise_scheduler, prediction_type, generator)
+    pred = model(noisy, t, encoder_hidden_states=z.encoder_hidden_states, reference_latents=z.reference,
+                 reference_keep=z.keep)  # (B, 8, h, w)
+    return split_loss(pred, target, z.image.shape[1])

@@ -9,8 +9,9 @@ import torch
 
 from jointportrait.applications import depth_to_image, edit_with_depth, estimate_depth, mask_from_depth_edit
 from jointportrait.applications.editing import grow_to_cells
-from jointportrait.applications.sampling import native_resolution, resolve_inpaint_mode, timestep_spacing
+from jointportrait.applications.sampling import native_resolution
 from jointportrait.loading import load_joint_pipeline
+from jointportrait.pipelines.denoising import scheduler_with_spacing
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,8 +40,8 @@ def _gen(seed=0):
 
 def test_inpaint_mode_follows_the_model(pipe):
     expected = "conditioning" if pipe.unet.config.in_channels == 18 else "replacement"
-    assert resolve_inpaint_mode(pipe) == expected
-    assert resolve_inpaint_mode(pipe, "replacement") == "replacement"
+    assert pipe.resolve_inpaint_mode() == expected
+    assert pipe.resolve_inpaint_mode("replacement") == "replacement"
 
 
 def test_estimate_depth_ensemble_at_input_size_and_deterministic(pipe, photo):
@@ -60,13 +61,14 @@ def test_estimate_depth_pad_mode_and_processing_resolution(pipe, photo):
     assert r.members.shape == (1, 24, 32) and r.depth.shape == (37, 53) and r.uncertainty is None
 
 
-def test_trailing_spacing_is_temporary(pipe):
+def test_trailing_spacing_is_temporary(pipe, photo):
     original = pipe.scheduler
-    with timestep_spacing(pipe, "trailing"):
-        assert pipe.scheduler.config.timestep_spacing == "trailing"
-        pipe.scheduler.set_timesteps(4)
-        assert int(pipe.scheduler.timesteps[0]) == 999  # trailing starts at the last training step
-    assert pipe.scheduler is original
+    trailing = scheduler_with_spacing(original, "trailing")
+    assert trailing is not original and trailing.config.timestep_spacing == "trailing"
+    trailing.set_timesteps(4)
+    assert int(trailing.timesteps[0]) == 999  # trailing starts at the last training step
+    estimate_depth(pipe, photo, num_inference_steps=1, spacing="trailing", processing_resolution=16)
+    assert pipe.scheduler is original and original.config.timestep_spacing != "trailing"
 
 
 def test_depth_to_image_sizes(pipe, photo):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jointportrait.loading import tiny_base_components
+from jointportrait.loading import load_pipeline, tiny_base_components
 from jointportrait.models.baselines import (
-    BASELINES,
     CONCAT_REFERENCE,
     DEPTH_TO_IMAGE,
     IMAGE_TO_DEPTH,
@@ -15,11 +14,13 @@ from jointportrait.models.baselines import (
     ConditionalDenoiser,
     baseline_components_from_base,
     build_baseline_model,
-    load_baseline,
-    sample_concat_reference,
-    sample_conditional,
-    save_baseline,
 )
+from jointportrait.models.components import ModelComponents
+from jointportrait.objective import concat_reference_loss, conditional_diffusion_loss
+from jointportrait.pipelines import ConcatReferencePipeline, SeparateConditionalPipeline
+
+LOSSES = {IMAGE_TO_DEPTH: conditional_diffusion_loss, DEPTH_TO_IMAGE: conditional_diffusion_loss,
+          CONCAT_REFERENCE: concat_reference_loss}
 
 
 def _batch(seed: int = 0, n: int = 2) -> dict[str, torch.Tensor]:
@@ -31,8 +32,17 @@ def _batch(seed: int = 0, n: int = 2) -> dict[str, torch.Tensor]:
     }
 
 
-def _components(kind: str) -> dict:
-    return baseline_components_from_base(tiny_base_components(seed=0), kind)
+def _components(kind: str, with_image_encoder: bool = False) -> ModelComponents:
+    return baseline_components_from_base(tiny_base_components(seed=0, with_image_encoder=with_image_encoder), kind)
+
+
+def _pipeline(kind: str, comps: ModelComponents):
+    if kind == CONCAT_REFERENCE:
+        pipe = ConcatReferencePipeline(**comps.pipeline_kwargs(with_reference_unet=False))
+    else:
+        pipe = SeparateConditionalPipeline(**comps.pipeline_kwargs(), direction=kind)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 @pytest.mark.parametrize("kind,cls,channels", [(IMAGE_TO_DEPTH, ConditionalDenoiser, (8, 4)),
@@ -40,10 +50,10 @@ def _components(kind: str) -> dict:
                                                (CONCAT_REFERENCE, ConcatReferenceDenoiser, (12, 8))])
 def test_build_shapes(kind, cls, channels):
     comps = _components(kind)
-    model = build_baseline_model(comps)
+    model = build_baseline_model(kind, comps)
     assert isinstance(model, cls)
     assert (model.unet.config.in_channels, model.unet.config.out_channels) == channels
-    assert (comps["reference_unet"] is not None) == BASELINES[kind].uses_reference_net
+    assert (comps.reference_unet is not None) == (kind != CONCAT_REFERENCE)  # only "w/o ReferenceNet" has none
     z = torch.randn(2, 8, 8, 8)
     ehs = torch.zeros(2, 1, model.unet.config.cross_attention_dim)
     out = model(z, torch.tensor([10, 500]), ehs, reference_latents=torch.randn(2, 4, 8, 8))
@@ -52,13 +62,13 @@ def test_build_shapes(kind, cls, channels):
 
 def test_concat_reference_starts_as_the_base_unet():
     base = tiny_base_components(seed=0)
-    model = build_baseline_model(baseline_components_from_base(base, CONCAT_REFERENCE))
+    model = build_baseline_model(CONCAT_REFERENCE, baseline_components_from_base(base, CONCAT_REFERENCE))
     z, ref = torch.randn(2, 8, 8, 8), torch.randn(2, 4, 8, 8)
     ehs = torch.zeros(2, 1, 32)
     t = torch.tensor([3, 700])
     with torch.no_grad():
         out = model(z, t, ehs, reference_latents=ref)
-        expected = base["unet"](z[:, :4], t, encoder_hidden_states=ehs).sample
+        expected = base.unet(z[:, :4], t, encoder_hidden_states=ehs).sample
     torch.testing.assert_close(out[:, :4], expected)  # zero-initialised extra inputs are ignored at first
     torch.testing.assert_close(out[:, 4:], expected)  # the depth half copies the RGB head
 
@@ -66,13 +76,13 @@ def test_concat_reference_starts_as_the_base_unet():
 @pytest.mark.parametrize("kind", [IMAGE_TO_DEPTH, CONCAT_REFERENCE])
 def test_loss_goes_down_on_a_fixed_batch(kind):
     comps = _components(kind)
-    model = build_baseline_model(comps).train()
-    loss_fn = BASELINES[kind].loss
+    model = build_baseline_model(kind, comps).train()
+    loss_fn = LOSSES[kind]
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     batch = _batch()
     losses = []
     for _ in range(6):
-        out = loss_fn(model, comps["vae"], comps["scheduler"], batch, reference_dropout=0.5,
+        out = loss_fn(model, comps.vae, comps.scheduler, batch, reference_dropout=0.5,
                       generator=torch.Generator().manual_seed(0))  # same noise and timesteps every step
         opt.zero_grad()
         out.loss.backward()
@@ -86,47 +96,58 @@ def test_loss_goes_down_on_a_fixed_batch(kind):
 def test_loss_rejects_the_wrong_model():
     comps = _components(DEPTH_TO_IMAGE)
     with pytest.raises(TypeError, match="ConcatReferenceDenoiser"):
-        BASELINES[CONCAT_REFERENCE].loss(build_baseline_model(comps), comps["vae"], comps["scheduler"], _batch())
+        concat_reference_loss(build_baseline_model(DEPTH_TO_IMAGE, comps), comps.vae, comps.scheduler, _batch())
 
 
 @pytest.mark.parametrize("kind", [IMAGE_TO_DEPTH, DEPTH_TO_IMAGE])
 def test_conditional_sampling_is_deterministic(kind):
-    comps = _components(kind)
-    model = build_baseline_model(comps).eval()
+    pipe = _pipeline(kind, _components(kind))
     batch = _batch(n=1)
-    condition = batch["image"] if kind == IMAGE_TO_DEPTH else batch["depth"]
+    reference = (batch["reference"] + 1) / 2  # (1, 3, H, W) in [0, 1]
+    condition = {"image": (batch["image"] + 1) / 2} if kind == IMAGE_TO_DEPTH else {"depth": batch["depth"][0, 0]}
 
     def run(seed: int, guidance: float = 1.0) -> torch.Tensor:
-        return sample_conditional(model, comps["vae"], comps["scheduler"], condition, batch["reference"],
-                                  num_inference_steps=3, guidance_scale=guidance,
-                                  generator=torch.Generator().manual_seed(seed))
+        out = pipe(reference, **condition, num_inference_steps=3, guidance_scale=guidance, output_type="pt",
+                   generator=torch.Generator().manual_seed(seed))
+        assert (out.images is None) == (kind == IMAGE_TO_DEPTH)  # only the generated domain is returned
+        return out.depths if kind == IMAGE_TO_DEPTH else out.images
 
     a, b, c = run(0), run(0), run(1)
-    assert a.shape == ((1, 1, 64, 64) if kind == IMAGE_TO_DEPTH else (1, 3, 64, 64))
+    assert a.shape == ((1, 64, 64) if kind == IMAGE_TO_DEPTH else (1, 3, 64, 64))
     assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, c)
     assert run(0, guidance=2.0).shape == a.shape
 
 
+def test_conditional_pipeline_needs_its_condition():
+    pipe = _pipeline(IMAGE_TO_DEPTH, _components(IMAGE_TO_DEPTH))
+    with pytest.raises(ValueError, match="`image` is required"):
+        pipe((_batch(n=1)["reference"] + 1) / 2, num_inference_steps=1)
+
+
 def test_concat_reference_sampling_is_deterministic():
-    comps = _components(CONCAT_REFERENCE)
-    model = build_baseline_model(comps).eval()
-    ref = _batch(n=2)["reference"]
-    images, depths = sample_concat_reference(model, comps["vae"], comps["scheduler"], ref, num_inference_steps=3,
-                                             generator=torch.Generator().manual_seed(0))
-    again = sample_concat_reference(model, comps["vae"], comps["scheduler"], ref, num_inference_steps=3,
-                                    guidance_scale=1.0, generator=torch.Generator().manual_seed(0))
-    assert images.shape == (2, 3, 64, 64) and depths.shape == (2, 1, 64, 64)
-    torch.testing.assert_close(images, again[0])
-    torch.testing.assert_close(depths, again[1])
+    pipe = _pipeline(CONCAT_REFERENCE, _components(CONCAT_REFERENCE))
+    ref = (_batch(n=2)["reference"] + 1) / 2
+    first = pipe(ref, num_inference_steps=3, output_type="pt", generator=torch.Generator().manual_seed(0))
+    again = pipe(ref, num_inference_steps=3, guidance_scale=1.0, output_type="pt",
+                 generator=torch.Generator().manual_seed(0))
+    assert first.images.shape == (2, 3, 64, 64) and first.depths.shape == (2, 64, 64)
+    torch.testing.assert_close(first.images, again.images)
+    torch.testing.assert_close(first.depths, again.depths)
 
 
-def test_save_and_load_round_trip(tmp_path):
-    comps = _components(IMAGE_TO_DEPTH)
-    save_baseline(comps, tmp_path / "b")
-    loaded = load_baseline(tmp_path / "b")
-    assert loaded["kind"] == IMAGE_TO_DEPTH and loaded["reference_unet"] is not None
-    for name in ("unet", "reference_unet"):
-        for (k, v), (k2, v2) in zip(comps[name].state_dict().items(), loaded[name].state_dict().items()):
+@pytest.mark.parametrize("kind", [IMAGE_TO_DEPTH, CONCAT_REFERENCE])
+def test_save_and_load_round_trip_with_the_image_encoder(kind, tmp_path):
+    comps = _components(kind, with_image_encoder=True)
+    _pipeline(kind, comps).save_pretrained(tmp_path / "b")
+    loaded = load_pipeline(tmp_path / "b")
+    assert type(loaded) is (ConcatReferencePipeline if kind == CONCAT_REFERENCE else SeparateConditionalPipeline)
+    assert loaded.image_encoder is not None  # saved and loaded like the joint model's
+    names = ("unet", "image_encoder") if kind == CONCAT_REFERENCE else ("unet", "reference_unet", "image_encoder")
+    if kind != CONCAT_REFERENCE:
+        assert loaded.direction == kind
+    for name in names:
+        for (k, v), (k2, v2) in zip(getattr(comps, name).state_dict().items(),
+                                    getattr(loaded, name).state_dict().items()):
             assert k == k2 and torch.equal(v, v2)

@@ -8,12 +8,14 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from jointportrait.loading import tiny_base_components
 from jointportrait.models import (
+    BankAwareAttnProcessor,
     JointDenoiser,
-    ReferenceAttnProcessor,
     ReferenceBank,
+    ReferenceReaderProcessor,
+    ReferenceWriterProcessor,
     install_reference_attention,
 )
-from jointportrait.models.reference_attention import self_attention_names
+from jointportrait.models.reference_attention import spatial_self_attention_names
 from jointportrait.models.widen import widen_unet
 
 
@@ -43,7 +45,7 @@ def test_reader_attends_over_own_and_reference_tokens(attn):
     x, ref = torch.randn(2, 6, 16, generator=g), torch.randn(2, 5, 16, generator=g)
     bank = ReferenceBank({"blk": ref})
     with torch.no_grad():
-        out = ReferenceAttnProcessor("blk", "read")(attn, x, reference_bank=bank)
+        out = ReferenceReaderProcessor("blk")(attn, x, reference_bank=bank)
         expected = _manual_attention(attn, x, ref)
     assert out.shape == x.shape
     assert torch.allclose(out, expected, atol=1e-5)
@@ -54,9 +56,9 @@ def test_dropped_reference_equals_plain_self_attention(attn):
     x, ref = torch.randn(3, 6, 16, generator=g), torch.randn(3, 4, 16, generator=g)
     keep = torch.tensor([True, False, True])
     with torch.no_grad():
-        mixed = ReferenceAttnProcessor("blk", "read")(attn, x, reference_bank=ReferenceBank({"blk": ref}, keep))
+        mixed = ReferenceReaderProcessor("blk")(attn, x, reference_bank=ReferenceBank({"blk": ref}, keep))
         plain = AttnProcessor2_0()(attn, x)
-        with_ref = ReferenceAttnProcessor("blk", "read")(attn, x, reference_bank=ReferenceBank({"blk": ref}))
+        with_ref = ReferenceReaderProcessor("blk")(attn, x, reference_bank=ReferenceBank({"blk": ref}))
     assert torch.allclose(mixed[1], plain[1], atol=1e-6)  # dropped sample: own tokens only
     assert torch.allclose(mixed[[0, 2]], with_ref[[0, 2]], atol=1e-6)  # kept samples unchanged by the mask
     assert not torch.allclose(with_ref[1], plain[1], atol=1e-3)
@@ -66,7 +68,7 @@ def test_writer_stores_inputs_and_returns_plain_attention(attn):
     x = torch.randn(2, 6, 16)
     bank = ReferenceBank()
     with torch.no_grad():
-        out = ReferenceAttnProcessor("blk", "write")(attn, x, reference_bank=bank)
+        out = ReferenceWriterProcessor("blk")(attn, x, reference_bank=bank)
         plain = AttnProcessor2_0()(attn, x)
     assert torch.equal(bank.features["blk"], x)
     assert torch.allclose(out, plain, atol=1e-6)
@@ -74,7 +76,7 @@ def test_writer_stores_inputs_and_returns_plain_attention(attn):
 
 def test_bank_batch_mismatch_is_an_error(attn):
     with pytest.raises(ValueError, match="ReferenceBank.select"):
-        ReferenceAttnProcessor("blk", "read")(attn, torch.randn(2, 6, 16),
+        ReferenceReaderProcessor("blk")(attn, torch.randn(2, 6, 16),
                                               reference_bank=ReferenceBank({"blk": torch.randn(1, 4, 16)}))
 
 
@@ -87,19 +89,19 @@ def test_bank_select_repeats_rows_and_sets_keep():
 
 def test_install_pairs_every_self_attention_by_name():
     base = tiny_base_components(seed=0)
-    denoiser, reference = widen_unet(base["unet"], 8, 8), base["unet"]
+    denoiser, reference = widen_unet(base.unet, 8, 8), base.unet
     install_reference_attention(reference, denoiser)
-    names = self_attention_names(denoiser)
-    assert names and names == self_attention_names(reference)
+    names = spatial_self_attention_names(denoiser)
+    assert names and names == spatial_self_attention_names(reference)
     for n, proc in denoiser.attn_processors.items():
-        assert isinstance(proc, ReferenceAttnProcessor)
-        assert proc.role == ("read" if n in names else "plain")
+        assert type(proc) is (ReferenceReaderProcessor if n in names else BankAwareAttnProcessor)
+        assert n not in names or proc.name == n
     for n, proc in reference.attn_processors.items():
-        assert proc.role == ("write" if n in names else "plain")
+        assert type(proc) is (ReferenceWriterProcessor if n in names else BankAwareAttnProcessor)
 
 
 def test_layout_mismatch_is_refused():
-    a = tiny_base_components(seed=0)["unet"]
+    a = tiny_base_components(seed=0).unet
     from diffusers import UNet2DConditionModel
 
     b = UNet2DConditionModel(block_out_channels=(32,), down_block_types=("CrossAttnDownBlock2D",),
@@ -111,7 +113,7 @@ def test_layout_mismatch_is_refused():
 
 def test_reference_changes_the_prediction_and_runs_once():
     base = tiny_base_components(seed=0)
-    joint = JointDenoiser(widen_unet(base["unet"], 8, 8), base["unet"]).eval()
+    joint = JointDenoiser(widen_unet(base.unet, 8, 8), base.unet).eval()
     g = torch.Generator().manual_seed(0)
     sample = torch.randn(1, 8, 8, 8, generator=g)
     ehs = torch.zeros(1, 1, 32)
@@ -121,6 +123,6 @@ def test_reference_changes_the_prediction_and_runs_once():
         out_a = joint(sample, 10, ehs, reference_bank=bank_a)
         out_a_again = joint(sample, 10, ehs, reference_latents=ref_a)
         out_b = joint(sample, 10, ehs, reference_latents=ref_b)
-    assert len(bank_a.features) == len(self_attention_names(joint.unet))
+    assert len(bank_a.features) == len(spatial_self_attention_names(joint.unet))
     assert torch.allclose(out_a, out_a_again, atol=1e-6)  # a bank reused across calls = running the ReferenceNet again
     assert (out_a - out_b).abs().max() > 1e-4

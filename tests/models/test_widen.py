@@ -9,7 +9,7 @@ from jointportrait.loading import tiny_base_components
 
 @pytest.fixture(scope="module")
 def base_unet():
-    unet = tiny_base_components(seed=1)["unet"].eval()
+    unet = tiny_base_components(seed=1).unet.eval()
     with torch.no_grad():  # give conv_out non-trivial values (diffusers zero-inits nothing here, but be explicit)
         unet.conv_out.bias.copy_(torch.linspace(-0.5, 0.5, 4))
     return unet

@@ -43,9 +43,9 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path):
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
     # the run trained: the denoiser moved away from its initial weights
     from jointportrait.training.config import config_from_dict
-    from jointportrait.training.models import build_joint
+    from jointportrait.training.stages import JointStage
 
-    initial = build_joint(config_from_dict(yaml.safe_load(config.read_text()))).model.state_dict()
+    initial = JointStage(config_from_dict(yaml.safe_load(config.read_text()))).model.state_dict()
     assert not torch.equal(initial["unet.conv_in.weight"], w0["unet.conv_in.weight"])
     assert (out / "final" / "model_index.json").exists()
     assert (out / "checkpoint-3" / "random_states_1.pkl").exists()  # RNG state of every rank

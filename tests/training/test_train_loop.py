@@ -14,7 +14,7 @@ from train_fixture_data import ContractDataset
 from jointportrait.errors import JointPortraitError, OutputExistsError
 from jointportrait.objective import joint_diffusion_loss
 from jointportrait.training.config import config_from_dict
-from jointportrait.training.models import MODEL_KINDS, ModelKind, build_joint
+from jointportrait.training.stages import STAGES, JointStage, TrainingStage
 from jointportrait.training.trainer import NonFiniteLossError, train
 
 
@@ -56,14 +56,14 @@ def test_tiny_stage1_loss_goes_down_and_exports(stage1_run):
     cfg, out, result = stage1_run
     assert result.state.step == 16 and len(result.losses) == 16 and result.world_size == 1
     batch = torch.utils.data.default_collate([ContractDataset()[i] for i in (0, 5, 10, 11)])
-    initial = build_joint(cfg)
+    initial = JointStage(cfg)
     pipe = JointPortraitPipeline.from_pretrained(out / "final", local_files_only=True)
     trained = JointDenoiser(pipe.unet, pipe.reference_unet)
-    before = _eval_loss(initial.model, initial.vae, initial.scheduler, batch)
+    before = _eval_loss(initial.model, initial.components.vae, initial.components.scheduler, batch)
     after = _eval_loss(trained, pipe.vae, pipe.scheduler, batch)
     assert after < 0.8 * before, (before, after)
     # frozen parts are exported unchanged
-    assert all(torch.equal(a, b) for a, b in zip(initial.vae.state_dict().values(), pipe.vae.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(initial.components.vae.state_dict().values(), pipe.vae.state_dict().values()))
     # run folder: frozen config, last checkpoint only, TensorBoard events, validation grid (5 columns)
     assert (out / "config.yaml").exists() and sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-16"]
     assert list((out / "logs").rglob("events.out.tfevents.*"))
@@ -79,7 +79,7 @@ def test_tiny_stage2_widens_the_stage1_model_and_trains(stage1_run, tmp_path):
     cfg = _cfg(model={"init_from": str(stage1_dir), "in_channels": 18},
                train={"max_steps": 3, "checkpoint_every": 3},
                validation={"every": 3, "num_references": 1, "num_inference_steps": 2})
-    widened = build_joint(cfg).model
+    widened = JointStage(cfg).model
     s1 = load_joint_pipeline(stage1_dir / "final")
     narrow = JointDenoiser(s1.unet, s1.reference_unet)
     assert widened.unet.config.in_channels == 18
@@ -104,14 +104,16 @@ def test_tiny_stage2_widens_the_stage1_model_and_trains(stage1_run, tmp_path):
 def _nan_on_second_call(monkeypatch):
     calls = {"n": 0}
 
-    def loss(*args, **kwargs):
-        out = joint_diffusion_loss(*args, **kwargs)
+    original = JointStage.loss
+
+    def loss(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 2:
             out = dataclasses.replace(out, loss=out.loss * float("nan"))
         return out
 
-    monkeypatch.setitem(MODEL_KINDS, "joint", dataclasses.replace(MODEL_KINDS["joint"], loss=loss))
+    monkeypatch.setattr(JointStage, "loss", loss)
 
 
 def test_nonfinite_loss_stops_naming_the_step(tmp_path, monkeypatch):
@@ -135,7 +137,7 @@ def test_bf16_run_keeps_frozen_parts_in_full_precision_on_export(tmp_path):
     assert result.state.step == 1
     pipe = load_joint_pipeline(tmp_path / "final")
     assert pipe.vae.dtype == torch.float32 and pipe.unet.dtype == torch.float32
-    initial_vae = build_joint(cfg).vae
+    initial_vae = JointStage(cfg).components.vae
     assert all(torch.equal(a, b) for a, b in zip(initial_vae.state_dict().values(), pipe.vae.state_dict().values()))
 
 
@@ -144,13 +146,13 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     batch = torch.utils.data.default_collate([ContractDataset()[i] for i in (0, 4)])
     grads = []
     for checkpointing in (False, True):
-        c = build_joint(cfg)
+        c = JointStage(cfg)
         c.model.freeze_reference_parameters_without_reader()
         if checkpointing:
             c.model.unet.enable_gradient_checkpointing()
             c.model.reference_unet.enable_gradient_checkpointing()
         c.model.train()
-        joint_diffusion_loss(c.model, c.vae, c.scheduler, batch, generator=torch.Generator().manual_seed(0)).loss.backward()
+        joint_diffusion_loss(c.model, c.components.vae, c.components.scheduler, batch, generator=torch.Generator().manual_seed(0)).loss.backward()
         grads.append([p.grad for p in c.model.parameters() if p.requires_grad])
     assert all(a is not None and torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
 
@@ -168,4 +170,4 @@ def test_cli_refuses_a_used_folder_and_a_resume_without_a_run(tmp_path):
     args.resume = "latest"
     with pytest.raises(JointPortraitError, match="no config.yaml"):
         resolve_run(args)
-    assert isinstance(MODEL_KINDS["joint"], ModelKind)
+    assert issubclass(STAGES["joint"], TrainingStage)

@@ -6,9 +6,10 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from jointportrait.models.baselines import load_baseline
+from jointportrait.loading import load_pipeline
+from jointportrait.pipelines import SeparateConditionalPipeline
 from jointportrait.training.config import config_from_dict
-from jointportrait.training.models import MODEL_KINDS
+from jointportrait.training.stages import STAGES
 from jointportrait.training.trainer import train
 from jointportrait.training.vae_stage import VAETrainingModule, tiny_vae, vae_loss
 
@@ -25,7 +26,7 @@ def _cfg(root, kind, **model):
 
 
 def test_registry_has_every_stage_and_baseline():
-    assert {"joint", "vae", "image_to_depth", "depth_to_image", "concat_reference"} <= set(MODEL_KINDS)
+    assert {"joint", "vae", "image_to_depth", "depth_to_image", "concat_reference"} <= set(STAGES)
 
 
 def test_vae_loss_is_l1_plus_weighted_kl():
@@ -54,11 +55,11 @@ def test_vae_stage_then_baseline_on_the_trained_vae(synth_data, tmp_path):
 
     base_run = tmp_path / "i2d"
     result = train(_cfg(synth_data, "image_to_depth", vae=str(vae_run)), base_run)
-    parts = load_baseline(result.final_dir)
-    assert parts["kind"] == "image_to_depth"
-    assert parts["unet"].config.in_channels == 8 and parts["unet"].config.out_channels == 4
-    assert parts["unet"].config.sample_size == 16  # 64 px through a 3-level VAE
-    assert parts["vae"].config.scaling_factor == pytest.approx(scale)
+    parts = load_pipeline(result.final_dir)
+    assert isinstance(parts, SeparateConditionalPipeline) and parts.direction == "image_to_depth"
+    assert parts.unet.config.in_channels == 8 and parts.unet.config.out_channels == 4
+    assert parts.unet.config.sample_size == 16  # 64 px through a 3-level VAE
+    assert parts.vae.config.scaling_factor == pytest.approx(scale)
 
 
 def test_max_minutes_stops_early_with_a_checkpoint_and_an_export(synth_data, tmp_path):

@@ -20,12 +20,8 @@ import torch
 
 from jointportrait.applications.ensemble import ensemble_depths
 from jointportrait.applications.resolution import plan_processing
-from jointportrait.applications.sampling import (
-    decode_depths,
-    native_resolution,
-    resolve_inpaint_mode,
-    timestep_spacing,
-)
+from jointportrait.applications.sampling import native_resolution
+from jointportrait.conditioning import TASKS
 
 
 @dataclass
@@ -67,21 +63,23 @@ def estimate_depth(
     res = native_resolution(pipe) if processing_resolution is None else processing_resolution
     plan = plan_processing((image.height, image.width), res, resize_mode, pipe.vae_scale_factor)
     model_image = plan.to_model(image)
-    with timestep_spacing(pipe, spacing):
-        out = pipe(
-            reference if reference is not None else model_image,
-            num_images_per_reference=ensemble_size,
-            num_inference_steps=num_inference_steps,
-            height=plan.model_hw[0],
-            width=plan.model_hw[1],
-            image=model_image,
-            rgb_mask=0.0,
-            depth_mask=1.0,
-            inpaint_mode=resolve_inpaint_mode(pipe, inpaint_mode),
-            generator=generator,
-            output_type="latent",
-        )
-    members = decode_depths(pipe, out.depths)  # (N, h, w)
+    rgb_mask, depth_mask = TASKS["depth_estimation"].masks()
+    out = pipe(
+        reference if reference is not None else model_image,
+        num_images_per_reference=ensemble_size,
+        num_inference_steps=num_inference_steps,
+        height=plan.model_hw[0],
+        width=plan.model_hw[1],
+        image=model_image,
+        rgb_mask=rgb_mask,
+        depth_mask=depth_mask,
+        inpaint_mode=inpaint_mode,
+        generator=generator,
+        timestep_spacing=spacing,
+        output_domains=("depth",),
+        output_type="np",
+    )
+    members = out.depths  # (N, h, w)
     h, w = plan.scaled_hw
     merged = ensemble_depths(members[:, :h, :w])  # align over the image content, not the padding
     depth = np.clip(plan.array_to_input(merged.depth), 0.0, 1.0)

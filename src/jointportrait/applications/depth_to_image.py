@@ -13,7 +13,8 @@ import PIL.Image
 import torch
 
 from jointportrait.applications.resolution import plan_processing
-from jointportrait.applications.sampling import decode_images, native_resolution, resolve_inpaint_mode
+from jointportrait.applications.sampling import native_resolution
+from jointportrait.conditioning import TASKS
 
 
 @torch.no_grad()
@@ -29,10 +30,12 @@ def depth_to_image(
     resize_mode: str = "resize",
     inpaint_mode: str = "auto",
     generator: torch.Generator | None = None,
+    timestep_spacing: str | None = None,
 ) -> list[PIL.Image.Image]:
     """Portraits ``num_samples`` x PIL at the depth's size, generated for ``depth`` ``(H, W)``.
 
     ``depth_valid`` (``(H, W)`` bool) marks pixels with depth; others are the far plane.
+    ``timestep_spacing``: the scheduler's spacing for this call (None: the model's own).
     """
     depth = np.asarray(depth, np.float32)
     valid = np.isfinite(depth) if depth_valid is None else (np.asarray(depth_valid, bool) & np.isfinite(depth))
@@ -41,6 +44,7 @@ def depth_to_image(
     # nearest: no blending of the face's depth with the background at the silhouette
     model_depth = plan.array_to_model(np.where(valid, depth, 0.0), nearest=True)
     model_valid = plan.array_to_model(valid.astype(np.float32), nearest=True) > 0.5
+    rgb_mask, depth_mask = TASKS["depth_to_image"].masks()
     out = pipe(
         reference,
         num_images_per_reference=num_samples,
@@ -50,10 +54,11 @@ def depth_to_image(
         width=plan.model_hw[1],
         depth=model_depth,
         depth_valid=model_valid,
-        rgb_mask=1.0,
-        depth_mask=0.0,
-        inpaint_mode=resolve_inpaint_mode(pipe, inpaint_mode),
+        rgb_mask=rgb_mask,
+        depth_mask=depth_mask,
+        inpaint_mode=inpaint_mode,
         generator=generator,
-        output_type="latent",
+        timestep_spacing=timestep_spacing,
+        output_domains=("rgb",),
     )
-    return [plan.image_to_input(img) for img in decode_images(pipe, out.images)]
+    return [plan.image_to_input(img) for img in out.images]

@@ -23,7 +23,8 @@ import PIL.Image
 import torch
 
 from jointportrait.applications.resolution import plan_processing
-from jointportrait.applications.sampling import decode_images, native_resolution, resolve_inpaint_mode
+from jointportrait.applications.sampling import native_resolution
+from jointportrait.conditioning import TASKS
 
 
 @dataclass
@@ -67,6 +68,7 @@ def edit_with_depth(
     processing_resolution: int | None = None,
     inpaint_mode: str = "auto",
     generator: torch.Generator | None = None,
+    timestep_spacing: str | None = None,
 ) -> EditResult:
     """Regenerate ``image`` inside ``mask`` (``(H, W)`` bool, True = change) to follow ``edited_depth`` ``(H, W)``.
 
@@ -85,6 +87,7 @@ def edit_with_depth(
     model_depth = plan.array_to_model(np.where(valid, depth, 0.0), nearest=True)
     model_valid = plan.array_to_model(valid.astype(np.float32), nearest=True) > 0.5
     model_mask = grow_to_cells(plan.array_to_model(mask.astype(np.float32), nearest=True) > 0.5, pipe.vae_scale_factor)
+    rgb_mask, depth_mask = TASKS["rgb_editing"].masks(spatial=model_mask.astype(np.float32))
     out = pipe(
         reference if reference is not None else model_image,
         num_inference_steps=num_inference_steps,
@@ -94,12 +97,13 @@ def edit_with_depth(
         image=model_image,
         depth=model_depth,
         depth_valid=model_valid,
-        rgb_mask=model_mask.astype(np.float32),
-        depth_mask=0.0,
-        inpaint_mode=resolve_inpaint_mode(pipe, inpaint_mode),
+        rgb_mask=rgb_mask,
+        depth_mask=depth_mask,
+        inpaint_mode=inpaint_mode,
         generator=generator,
-        output_type="latent",
+        timestep_spacing=timestep_spacing,
+        output_domains=("rgb",),
     )
-    generated = np.asarray(plan.image_to_input(decode_images(pipe, out.images)[0]))
+    generated = np.asarray(plan.image_to_input(out.images[0]))
     composite = np.where(mask[..., None], generated, np.asarray(image.convert("RGB")))
     return EditResult(PIL.Image.fromarray(composite), mask)

@@ -21,7 +21,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from jointportrait.applications.camera import intrinsics_from_fov, relative_to_camera_depth
+from jointportrait.applications.depth_estimation import estimate_depth
+from jointportrait.applications.depth_to_image import depth_to_image
+from jointportrait.applications.normals import normals_from_depth
+from jointportrait.applications.relight import relight_image
+from jointportrait.applications.shading import lambert_shading
+from jointportrait.data.datasets import FrameDataset
+from jointportrait.evaluation import align_prediction, depth_metrics, image_metrics
 from jointportrait.io import colorize_depth
+from jointportrait.loading import load_joint_pipeline, load_pipeline
 
 GRID_CELL = 128  # grid cells are enlarged (nearest) to about this many pixels so 32 px samples are visible
 
@@ -63,31 +72,16 @@ def _mean_rows(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
 
 @torch.no_grad()
 def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out: Path, cfg) -> tuple[dict, dict]:
-    from jointportrait.applications.camera import intrinsics_from_fov, relative_to_camera_depth
-    from jointportrait.applications.depth_estimation import estimate_depth
-    from jointportrait.applications.depth_to_image import depth_to_image
-    from jointportrait.applications.normals import normals_from_depth
-    from jointportrait.applications.relight import relight_image
-    from jointportrait.applications.sampling import with_timestep_spacing
-    from jointportrait.applications.shading import lambert_shading
-    from jointportrait.data.datasets import FrameDataset
-    from jointportrait.demo.runner import mean_depth_prior
-    from jointportrait.evaluation import align_prediction, depth_metrics, image_metrics
-    from jointportrait.loading import load_joint_pipeline
-    from jointportrait.models.baselines import build_baseline_model, load_baseline, sample_conditional
+    from jointportrait.demo.runner import mean_depth_prior  # moves out of demo/runner.py (import circle)
 
     device = torch.device(cfg.device)
     test = FrameDataset(data, size=cfg.size, split="test", seed=cfg.seed)
     prior = mean_depth_prior(FrameDataset(data, size=cfg.size, split="train", seed=cfg.seed))
     # every model samples with trailing spacing: few steps from pure noise start at the last training timestep
     # (as estimate_depth does by default)
+    spacing = "trailing"
     pipe = load_joint_pipeline(joint_dir, device=device)
-    pipe.scheduler = with_timestep_spacing(pipe.scheduler, "trailing")
-    separate = {}
-    for name, path in (("i2d", i2d_dir), ("d2i", d2i_dir)):
-        parts = load_baseline(path)
-        model = build_baseline_model(parts).to(device).eval()
-        separate[name] = (model, parts["vae"].to(device), with_timestep_spacing(parts["scheduler"], "trailing"))
+    i2d, d2i = load_pipeline(i2d_dir, device=device), load_pipeline(d2i_dir, device=device)
 
     names = {"ours": "Ours (joint, stage 2)", "separate": "w/o joint learning", "trivial": None}
     depth_rows: dict[str, list[dict]] = {names["ours"]: [], names["separate"]: [],
@@ -105,21 +99,19 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
         reference = _pil(s["reference"])
 
         # Table 1: depth estimation (the reference is the input image itself)
-        ours = estimate_depth(pipe, photo, num_inference_steps=depth_steps,
+        ours = estimate_depth(pipe, photo, num_inference_steps=depth_steps, spacing=spacing,
                               generator=torch.Generator().manual_seed(cfg.seed + i)).depth
-        sep = sample_conditional(separate["i2d"][0], separate["i2d"][1], separate["i2d"][2],
-                                 s["image"][None].to(device), s["image"][None].to(device),
-                                 num_inference_steps=depth_steps, generator=torch.Generator().manual_seed(cfg.seed + i))[0, 0].cpu().numpy()
+        sep = i2d(photo, image=photo, num_inference_steps=depth_steps, timestep_spacing=spacing,
+                  generator=torch.Generator().manual_seed(cfg.seed + i)).depths[0]
         preds = {names["ours"]: ours, names["separate"]: sep, "Trivial: mean training depth": prior}
         for name, pred in preds.items():
             depth_rows[name].append(depth_metrics(pred, gt, mask, alignment="depth"))
 
         # Table 2: depth-to-image (ground-truth depth + another frame of the subject as reference)
         ours_img = depth_to_image(pipe, gt, reference, depth_valid=valid, num_inference_steps=steps,
-                                  generator=torch.Generator().manual_seed(cfg.seed + i))[0]
-        sep_img = sample_conditional(separate["d2i"][0], separate["d2i"][1], separate["d2i"][2],
-                                     s["depth"][None].to(device), s["reference"][None].to(device),
-                                     num_inference_steps=steps, generator=torch.Generator().manual_seed(cfg.seed + i))[0].permute(1, 2, 0).cpu().numpy()
+                                  timestep_spacing=spacing, generator=torch.Generator().manual_seed(cfg.seed + i))[0]
+        sep_img = d2i(reference, depth=gt, depth_valid=valid, num_inference_steps=steps, timestep_spacing=spacing,
+                      output_type="np", generator=torch.Generator().manual_seed(cfg.seed + i)).images[0]
         truth = np.asarray(photo)
         for name, img in ((names["ours"], ours_img), (names["separate"], sep_img),
                           ("Trivial: reference copied", reference)):
@@ -146,7 +138,7 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
     # Joint generation (masks 1 / 1): four samples for the first test subject's reference
     first = test[0]
     joint = pipe(_pil(first["reference"]), num_images_per_reference=4, num_inference_steps=steps,
-                 generator=torch.Generator().manual_seed(cfg.seed))
+                 timestep_spacing=spacing, generator=torch.Generator().manual_seed(cfg.seed))
     joint_rows = [[_cell(_pil(first["reference"]))] + [_cell(im) for im in joint.images],
                   [_cell(np.zeros((cfg.size, cfg.size, 3), np.uint8))]
                   + [_cell(colorize_depth(d, d < 0.999, 0.0, 1.0)) for d in joint.depths]]

@@ -1,100 +1,40 @@
-"""The joint denoiser: channel-widened UNet + ReferenceNet as one trainable module (paper Sec. 3.2-3.3).
+"""The joint denoiser: channel-widened UNet + ReferenceNet (paper Sec. 3.2-3.3).
 
-Wrapping both UNets in one ``nn.Module`` lets ``accelerate.prepare`` put a single
-DDP/FSDP wrapper around everything that trains, and gives the training loss and
-the pipelines one call: ``reference latents -> ReferenceBank -> noise prediction``.
-The ReferenceNet sees the clean reference latent (t = 0) and the same
-cross-attention conditioning as the denoiser.
+The denoiser takes ``[z_rgb, z_depth]`` (8 channels, stage 1) or the stage-2
+inpainting input (18 channels, DESIGN.md order) and predicts the noise (or v)
+of both domains, ``[eps_rgb, eps_depth]`` (eq. 5). Whether a model is an
+inpainting (stage-2) model is read from its input width in one place,
+:attr:`JointDenoiser.is_inpainting`.
 """
 
 from __future__ import annotations
 
-import torch
 from diffusers import UNet2DConditionModel
 
-from jointportrait.models.reference_attention import (
-    ReferenceBank,
-    install_reference_attention,
-    run_reference_net,
-)
+from jointportrait.conditioning import STAGE1_CHANNELS, STAGE2_CHANNELS
+from jointportrait.models.reference_denoiser import ReferenceNetDenoiser
 
 
-class JointDenoiser(torch.nn.Module):
+class JointDenoiser(ReferenceNetDenoiser):
     """``unet`` (8 or 18 input channels, 8 output) reading from ``reference_unet`` (4 input channels)."""
 
     def __init__(self, unet: UNet2DConditionModel, reference_unet: UNet2DConditionModel) -> None:
-        super().__init__()
         if unet.config.out_channels != 2 * reference_unet.config.in_channels:
             raise ValueError(
                 f"denoiser outputs {unet.config.out_channels} channels; expected twice the ReferenceNet's "
                 f"{reference_unet.config.in_channels} latent channels ([eps_rgb, eps_depth])"
             )
-        self.unet = unet
-        self.reference_unet = reference_unet
-        install_reference_attention(reference_unet, unet)
+        super().__init__(unet, reference_unet)
 
     @property
-    def latent_channels(self) -> int:
-        return self.reference_unet.config.in_channels
+    def is_inpainting(self) -> bool:
+        """True for the 18-channel stage-2 denoiser (masks and masked latents as input)."""
+        return is_inpainting_unet(self.unet)
 
-    def encode_reference(
-        self,
-        reference_latents: torch.Tensor,
-        encoder_hidden_states: torch.Tensor,
-        keep: torch.Tensor | None = None,
-    ) -> ReferenceBank:
-        """Run the ReferenceNet once at t = 0 and collect its self-attention inputs."""
-        return run_reference_net(self.reference_unet, reference_latents, encoder_hidden_states, keep)
 
-    def forward(
-        self,
-        sample: torch.Tensor,
-        timestep: torch.Tensor,
-        encoder_hidden_states: torch.Tensor,
-        reference_latents: torch.Tensor | None = None,
-        reference_keep: torch.Tensor | None = None,
-        reference_bank: ReferenceBank | None = None,
-    ) -> torch.Tensor:
-        """Noise (or v) prediction ``(B, 8, h, w)`` for ``sample`` ``(B, 8|18, h, w)``.
-
-        Give either ``reference_latents`` (the ReferenceNet runs now, as in
-        training) or a ``reference_bank`` computed earlier (as in sampling).
-        """
-        if reference_bank is None:
-            if reference_latents is None:
-                raise ValueError("pass reference_latents or reference_bank")
-            reference_bank = self.encode_reference(reference_latents, encoder_hidden_states, reference_keep)
-        return self.unet(
-            sample,
-            timestep,
-            encoder_hidden_states=encoder_hidden_states,
-            cross_attention_kwargs={"reference_bank": reference_bank},
-            return_dict=False,
-        )[0]
-
-    def freeze_reference_parameters_without_reader(self, latent_size: int = 16) -> list[str]:
-        """Freeze ReferenceNet parameters that feed no reader (e.g. its output conv); return their names.
-
-        Found by a probe: one small forward/backward from the bank; a parameter
-        that receives no gradient cannot influence the denoiser. DDP needs these
-        frozen (or ``find_unused_parameters``).
-        """
-        ref = self.reference_unet
-        param = next(ref.parameters())
-        was_training = ref.training
-        ref.eval()
-        saved = [p.grad for p in ref.parameters()]
-        for p in ref.parameters():
-            p.grad = None
-        latents = torch.randn(1, ref.config.in_channels, latent_size, latent_size, device=param.device, dtype=param.dtype)
-        ehs = torch.randn(1, 1, ref.config.cross_attention_dim, device=param.device, dtype=param.dtype)
-        bank = self.encode_reference(latents, ehs)
-        torch.stack([f.float().sum() for f in bank.features.values()]).sum().backward()
-        frozen = []
-        for (name, p), grad in zip(ref.named_parameters(), saved):
-            if p.requires_grad and p.grad is None:
-                p.requires_grad_(False)
-                frozen.append(name)
-            p.grad = grad
-        ref.train(was_training)
-        return frozen
+def is_inpainting_unet(unet: UNet2DConditionModel) -> bool:
+    """True for a joint denoiser UNet with the stage-2 input; an error for a width that is neither stage."""
+    channels = unet.config.in_channels
+    if channels not in (STAGE1_CHANNELS, STAGE2_CHANNELS):
+        raise ValueError(f"the denoiser has {channels} input channels; expected {STAGE1_CHANNELS} or {STAGE2_CHANNELS}")
+    return channels == STAGE2_CHANNELS

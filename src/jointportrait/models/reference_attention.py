@@ -1,10 +1,15 @@
 """Reference attention through diffusers attention processors (paper Sec. 3.3, "ReferenceNet").
 
-The ReferenceNet mirrors the denoiser. In every self-attention layer (``attn1``)
-the ReferenceNet's processor *writes* the layer input (the normalised hidden
-states) into a :class:`ReferenceBank`; the denoiser's processor of the layer
-with the same module name *reads* it and attends with its own queries over
-``[own tokens, reference tokens]`` for keys and values.
+The ReferenceNet mirrors the denoiser. In every *spatial self-attention* layer
+(the ``attn1`` of a ``Transformer2DModel`` block) the ReferenceNet's
+:class:`ReferenceWriterProcessor` stores the layer input (the normalised hidden
+states) in a :class:`ReferenceBank`; the denoiser's
+:class:`ReferenceReaderProcessor` of the layer with the same module name attends
+with its own queries over ``[own tokens, reference tokens]`` for keys and
+values. Every other attention layer (cross-attention, and the temporal
+attention of a motion module) gets a :class:`BankAwareAttnProcessor`: ordinary
+attention that accepts and ignores the bank, so one ``cross_attention_kwargs``
+serves every layer.
 
 The bank travels explicitly through ``cross_attention_kwargs={"reference_bank": bank}``:
 no module holds feature state between calls, so a bank is built once per
@@ -17,14 +22,12 @@ only, exactly as a plain self-attention layer would.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
-
-Role = Literal["write", "read", "plain"]
+from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
 
 @dataclass
@@ -48,11 +51,26 @@ class ReferenceBank:
     def batch_size(self) -> int:
         return next(iter(self.features.values())).shape[0] if self.features else 0
 
+    @property
+    def all_dropped(self) -> bool:
+        """True when every row dropped its reference (the readers then attend to their own tokens only)."""
+        return self.keep is not None and not bool(self.keep.any())
+
     def select(self, index: torch.Tensor, keep: torch.Tensor | None = None) -> ReferenceBank:
         """A bank whose row ``i`` is row ``index[i]`` of this one, with new ``keep`` flags."""
         if keep is None and self.keep is not None:
             keep = self.keep[index]
         return ReferenceBank({k: v[index] for k, v in self.features.items()}, keep)
+
+    def zero_touch(self) -> torch.Tensor:
+        """``0 * sum(features)``: a zero that keeps the ReferenceNet in the autograd graph.
+
+        Data-parallel training (DDP) needs every process to use the same parameters; a
+        micro-batch whose rows all dropped their reference reads no feature, so the
+        training forward adds this zero to its output (see
+        :meth:`~jointportrait.models.reference_denoiser.ReferenceNetDenoiser.forward`).
+        """
+        return 0.0 * torch.stack([f.float().sum() for f in self.features.values()]).sum()
 
 
 def _attend(attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -71,36 +89,15 @@ def _attend(attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torc
     return out.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(query.dtype)  # (B, N, C)
 
 
-class ReferenceAttnProcessor:
-    """Scaled-dot-product attention that writes to or reads from a :class:`ReferenceBank`.
-
-    ``role="write"`` (ReferenceNet ``attn1``): stores the input tokens under ``name``.
-    ``role="read"`` (denoiser ``attn1``): keys/values over [own, reference] tokens;
-    rows whose ``keep`` flag is False attend to their own tokens only (computed
-    separately, so no masked attention and no wasted work on dropped rows).
-    ``role="plain"``: ordinary attention (cross-attention layers), accepting and
-    ignoring the bank so that one ``cross_attention_kwargs`` serves every layer.
+class BankAwareAttnProcessor:
+    """Ordinary scaled-dot-product attention (as diffusers' ``AttnProcessor2_0``) that accepts a
+    ``reference_bank`` keyword and ignores it. Subclasses change only :meth:`attend`.
     """
 
-    def __init__(self, name: str, role: Role = "plain") -> None:
-        if role not in ("write", "read", "plain"):
-            raise ValueError(f"role must be 'write', 'read' or 'plain', got {role!r}")
-        self.name = name
-        self.role = role
-
-    def _reference_kv(self, attn: Attention, bank: ReferenceBank, rows: torch.Tensor | None):
-        """Key/value projections of the reference tokens of ``rows`` (all rows if None), cached without grad."""
-        cached = bank.kv_cache.get(self.name)
-        if cached is not None:
-            return cached
-        reference = bank.features[self.name]  # (B, M, C)
-        if rows is not None:
-            reference = reference[rows]
-        reference = reference.to(attn.to_k.weight.dtype)
-        kv = (attn.to_k(reference), attn.to_v(reference))  # (B', M, C) each
-        if not torch.is_grad_enabled():
-            bank.kv_cache[self.name] = kv
-        return kv
+    def attend(self, attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               inputs: torch.Tensor, mask: torch.Tensor | None, bank: ReferenceBank | None) -> torch.Tensor:
+        """Attention output ``(B, N, C)`` before the output projection; ``inputs`` are the normalised tokens."""
+        return _attend(attn, query, key, value, mask)
 
     def __call__(
         self,
@@ -129,45 +126,10 @@ class ReferenceAttnProcessor:
             attention_mask = attn.prepare_attention_mask(attention_mask, context.shape[1], batch)
             attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
 
-        if reference_bank is not None and self.role == "write":
-            reference_bank.features[self.name] = hidden_states
-
         query = attn.to_q(hidden_states)  # (B, N, C)
         key = attn.to_k(context)  # (B, N, C)
         value = attn.to_v(context)
-
-        reading = reference_bank is not None and self.role == "read" and self.name in reference_bank.features
-        keep = reference_bank.keep if reading else None
-        if reading and reference_bank.features[self.name].shape[0] != batch:
-            raise ValueError(
-                f"reference bank has batch {reference_bank.features[self.name].shape[0]} but {self.name} sees "
-                f"batch {batch}; align it with ReferenceBank.select"
-            )
-        if reading and keep is not None and not bool(keep.any()):
-            reading = False  # every row dropped: plain self-attention
-
-        if not reading:
-            out = _attend(attn, query, key, value, attention_mask)
-            if keep is not None and torch.is_grad_enabled():
-                # Every row dropped its reference: keep the ReferenceNet in the graph with a zero
-                # gradient, so data-parallel training sees the same parameters used on every process.
-                out = out + 0.0 * reference_bank.features[self.name].sum()
-        elif keep is None or bool(keep.all()):
-            k_ref, v_ref = self._reference_kv(attn, reference_bank, None)  # (B, M, C)
-            mask = None if attention_mask is None else F.pad(attention_mask, (0, k_ref.shape[1]))
-            out = _attend(attn, query, torch.cat([key, k_ref], 1), torch.cat([value, v_ref], 1), mask)
-        else:
-            kept = keep.nonzero().flatten()
-            dropped = (~keep).nonzero().flatten()
-            k_ref, v_ref = self._reference_kv(attn, reference_bank, kept)  # (B_kept, M, C)
-            mask_kept = mask_dropped = None
-            if attention_mask is not None:
-                mask_kept = F.pad(attention_mask[kept], (0, k_ref.shape[1]))
-                mask_dropped = attention_mask[dropped]
-            out_kept = _attend(attn, query[kept], torch.cat([key[kept], k_ref], 1),
-                               torch.cat([value[kept], v_ref], 1), mask_kept)
-            out_dropped = _attend(attn, query[dropped], key[dropped], value[dropped], mask_dropped)
-            out = query.new_zeros(query.shape).index_copy(0, kept, out_kept).index_copy(0, dropped, out_dropped)
+        out = self.attend(attn, query, key, value, hidden_states, attention_mask, reference_bank)
 
         out = attn.to_out[1](attn.to_out[0](out))  # (B, N, C)
         if input_ndim == 4:
@@ -177,20 +139,106 @@ class ReferenceAttnProcessor:
         return out / attn.rescale_output_factor
 
 
-def self_attention_names(unet: UNet2DConditionModel) -> list[str]:
-    """Processor names of the self-attention layers (``...attn1.processor``) of a UNet."""
-    return [name for name in unet.attn_processors if name.endswith("attn1.processor")]
+class ReferenceWriterProcessor(BankAwareAttnProcessor):
+    """ReferenceNet side: ordinary self-attention that also stores its input tokens in the bank as ``name``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def attend(self, attn, query, key, value, inputs, mask, bank):
+        if bank is not None:
+            bank.features[self.name] = inputs  # (B, M, C)
+        return _attend(attn, query, key, value, mask)
+
+
+class ReferenceReaderProcessor(BankAwareAttnProcessor):
+    """Denoiser side: keys/values over ``[own, reference]`` tokens, queries over its own tokens.
+
+    Rows whose ``keep`` flag is False attend to their own tokens only (computed
+    apart: no masked attention and no wasted work on dropped rows). Without a bank,
+    or without this layer in it, it is plain self-attention.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _reference_kv(self, attn: Attention, bank: ReferenceBank, rows: torch.Tensor | None):
+        """Key/value projections of the reference tokens of ``rows`` (all rows if None), cached without grad."""
+        cached = bank.kv_cache.get(self.name)
+        if cached is not None:
+            return cached
+        reference = bank.features[self.name]  # (B, M, C)
+        if rows is not None:
+            reference = reference[rows]
+        reference = reference.to(attn.to_k.weight.dtype)
+        kv = (attn.to_k(reference), attn.to_v(reference))  # (B', M, C) each
+        if not torch.is_grad_enabled():
+            bank.kv_cache[self.name] = kv
+        return kv
+
+    def attend(self, attn, query, key, value, inputs, mask, bank):
+        if bank is None or self.name not in bank.features or bank.all_dropped:
+            return _attend(attn, query, key, value, mask)
+        batch = query.shape[0]
+        if bank.features[self.name].shape[0] != batch:
+            raise ValueError(
+                f"reference bank has batch {bank.features[self.name].shape[0]} but {self.name} sees "
+                f"batch {batch}; align it with ReferenceBank.select"
+            )
+        keep = bank.keep
+        if keep is None or bool(keep.all()):
+            k_ref, v_ref = self._reference_kv(attn, bank, None)  # (B, M, C)
+            mask = None if mask is None else F.pad(mask, (0, k_ref.shape[1]))
+            return _attend(attn, query, torch.cat([key, k_ref], 1), torch.cat([value, v_ref], 1), mask)
+        kept = keep.nonzero().flatten()
+        dropped = (~keep).nonzero().flatten()
+        k_ref, v_ref = self._reference_kv(attn, bank, kept)  # (B_kept, M, C)
+        mask_kept = mask_dropped = None
+        if mask is not None:
+            mask_kept = F.pad(mask[kept], (0, k_ref.shape[1]))
+            mask_dropped = mask[dropped]
+        out_kept = _attend(attn, query[kept], torch.cat([key[kept], k_ref], 1),
+                           torch.cat([value[kept], v_ref], 1), mask_kept)
+        out_dropped = _attend(attn, query[dropped], key[dropped], value[dropped], mask_dropped)
+        return query.new_zeros(query.shape).index_copy(0, kept, out_kept).index_copy(0, dropped, out_dropped)
+
+
+def spatial_self_attention_names(unet: torch.nn.Module) -> list[str]:
+    """Processor names (``<module>.processor``) of the spatial self-attention layers of a UNet.
+
+    A layer qualifies when it is the ``attn1`` of a block of a ``Transformer2DModel``
+    and attends to its own tokens (not a cross-attention). Temporal attention (motion
+    modules) and cross-attention never qualify, whatever their names.
+    """
+    names = []
+    for prefix, module in unet.named_modules():
+        if not isinstance(module, Transformer2DModel):
+            continue
+        for i, block in enumerate(module.transformer_blocks):
+            attn = getattr(block, "attn1", None)
+            if isinstance(attn, Attention) and not attn.is_cross_attention:
+                names.append(f"{prefix}.transformer_blocks.{i}.attn1.processor")
+    return names
+
+
+def has_reference_attention(reference_unet: UNet2DConditionModel, denoiser: UNet2DConditionModel) -> bool:
+    """True when both UNets already carry paired writer/reader processors on every spatial self-attention."""
+    readers = {n for n, p in denoiser.attn_processors.items() if isinstance(p, ReferenceReaderProcessor)}
+    writers = {n for n, p in reference_unet.attn_processors.items() if isinstance(p, ReferenceWriterProcessor)}
+    expected = set(spatial_self_attention_names(denoiser))
+    return bool(expected) and readers == writers == expected
 
 
 def install_reference_attention(reference_unet: UNet2DConditionModel, denoiser: UNet2DConditionModel) -> None:
     """Pair the ReferenceNet's writers with the denoiser's readers by module name.
 
     Both UNets must share the block layout (the ReferenceNet is initialised from
-    the denoiser, Sec. 3.3). Every attention layer of both gets a
-    :class:`ReferenceAttnProcessor`; only ``attn1`` layers write or read.
+    the denoiser, Sec. 3.3). Spatial self-attention layers get a writer
+    (ReferenceNet) or a reader (denoiser); every other attention layer gets a
+    :class:`BankAwareAttnProcessor`.
     """
-    writers = set(self_attention_names(reference_unet))
-    readers = set(self_attention_names(denoiser))
+    writers = set(spatial_self_attention_names(reference_unet))
+    readers = set(spatial_self_attention_names(denoiser))
     if writers != readers:
         missing = sorted(readers ^ writers)[:3]
         raise ValueError(
@@ -198,10 +246,12 @@ def install_reference_attention(reference_unet: UNet2DConditionModel, denoiser: 
             f"(first differences: {missing}); build the ReferenceNet from the denoiser's config"
         )
     reference_unet.set_attn_processor(
-        {n: ReferenceAttnProcessor(n, "write" if n in writers else "plain") for n in reference_unet.attn_processors}
+        {n: ReferenceWriterProcessor(n) if n in writers else BankAwareAttnProcessor()
+         for n in reference_unet.attn_processors}
     )
     denoiser.set_attn_processor(
-        {n: ReferenceAttnProcessor(n, "read" if n in readers else "plain") for n in denoiser.attn_processors}
+        {n: ReferenceReaderProcessor(n) if n in readers else BankAwareAttnProcessor()
+         for n in denoiser.attn_processors}
     )
 
 

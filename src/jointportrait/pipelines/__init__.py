@@ -1,5 +1,20 @@
-"""Diffusion pipelines of jointportrait."""
+"""Diffusion pipelines of jointportrait: the joint model and the paper's baselines, one output type.
 
+:data:`PIPELINES` maps the ``_class_name`` a saved folder's ``model_index.json``
+records to the class that loads it (see :func:`jointportrait.loading.load_pipeline`).
+"""
+
+from jointportrait.pipelines.pipeline_baselines import ConcatReferencePipeline, SeparateConditionalPipeline
 from jointportrait.pipelines.pipeline_joint_portrait import JointPortraitPipeline, JointPortraitPipelineOutput
+from jointportrait.pipelines.portrait_base import PortraitPipelineOutput
 
-__all__ = ["JointPortraitPipeline", "JointPortraitPipelineOutput"]
+PIPELINES = {cls.__name__: cls for cls in (JointPortraitPipeline, SeparateConditionalPipeline, ConcatReferencePipeline)}
+
+__all__ = [
+    "PIPELINES",
+    "ConcatReferencePipeline",
+    "JointPortraitPipeline",
+    "JointPortraitPipelineOutput",
+    "PortraitPipelineOutput",
+    "SeparateConditionalPipeline",
+]

@@ -24,7 +24,9 @@ from typing import Any, Literal
 
 import yaml
 
+from jointportrait.conditioning import TASKS
 from jointportrait.errors import InputError, MissingPathError
+from jointportrait.training.masks import SPATIAL_MASKS
 
 
 class ConfigError(InputError):
@@ -55,7 +57,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "joint"  # registry key in training.trainer.MODEL_KINDS: model builder + loss
+    # training stage (training.stages.STAGES): the joint model (stage 1 or 2 by in_channels), the VAE, a baseline
+    kind: Literal["joint", "vae", "image_to_depth", "depth_to_image", "concat_reference"] = "joint"
     base: str = "tiny"  # "tiny" or a local SD 1.5 folder / single-file checkpoint
     tiny_seed: int = 0
     init_from: str | None = None  # stage 2: a stage-1 run folder (final/ or latest checkpoint) or model folder
@@ -223,8 +226,6 @@ def _validate(cfg: RunConfig) -> RunConfig:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    from jointportrait.training.masks import SPATIAL_MASKS, TASKS
-
     for name, registry, what in (("masks.tasks", TASKS, cfg.masks.tasks), ("masks.spatial", SPATIAL_MASKS, cfg.masks.spatial)):
         unknown = sorted(set(what) - set(registry))
         if unknown:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from jointportrait.data.datasets import FrameDataset, MixedDataset
 from jointportrait.errors import InputError
 from jointportrait.training.config import DatasetSource
 
@@ -59,8 +60,6 @@ def build_datasets(sources: list[DatasetSource], resolution: int, split: str, se
 
     Training crops at random (fixed per item and seed); validation takes the centre.
     """
-    from jointportrait.data.datasets import FrameDataset, MixedDataset
-
     if not sources:
         raise InputError("data.root: no dataset given (set data.root or data.datasets)")
     parts = [FrameDataset(src.root, size=resolution, split=split, source=src.source, random_crop=train, seed=seed)

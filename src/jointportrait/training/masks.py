@@ -1,7 +1,8 @@
 """Mask sampler of the inpainting fine-tune (paper Sec. 4, stage 2; DESIGN.md "Fixed conventions").
 
 Every training sample of stage 2 gets one mask per domain, 1 = generate and
-0 = keep. A *task* decides the pair (registry :data:`TASKS`):
+0 = keep. A *task* decides the pair; the tasks are the table
+:data:`jointportrait.conditioning.TASKS` that the applications use too:
 
 - ``depth_estimation``: rgb 0, depth 1 (the image is given, depth is generated);
 - ``depth_to_image``: rgb 1, depth 0;
@@ -22,6 +23,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from jointportrait.conditioning import TASKS
 
 
 def _uniform(generator: torch.Generator | None, low: float = 0.0, high: float = 1.0, n: int = 1) -> torch.Tensor:
@@ -99,16 +102,6 @@ SPATIAL_MASKS: dict[str, SpatialMask] = {
     "face": lambda batch, i, g: face_mask(_face_region(batch, i), generator=g),
 }
 
-# name -> (rgb mask, depth mask) given a spatial mask S and ones O
-TASKS: dict[str, Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = {
-    "depth_estimation": lambda s, o: (0 * o, o),
-    "depth_to_image": lambda s, o: (o, 0 * o),
-    "joint_generation": lambda s, o: (o, o),
-    "rgb_editing": lambda s, o: (s, 0 * o),
-    "joint_editing": lambda s, o: (s, s),
-}
-_NEEDS_SPATIAL = {"rgb_editing", "joint_editing"}
-
 
 class MaskSampler:
     """Draws a task per sample with weights ``tasks``, and a spatial mask kind with weights ``spatial``."""
@@ -131,11 +124,11 @@ class MaskSampler:
         rgb, depth, names = [], [], []
         for i, pick in enumerate(picks.tolist()):
             name = self.task_names[pick]
-            spatial = ones
-            if name in _NEEDS_SPATIAL:
+            spatial = None
+            if TASKS[name].needs_spatial_mask:
                 kind = self.spatial_names[int(torch.multinomial(self.spatial_weights, 1, generator=generator))]
                 spatial = SPATIAL_MASKS[kind](batch, i, generator)
-            m_rgb, m_depth = TASKS[name](spatial, ones)
+            m_rgb, m_depth = TASKS[name].masks(spatial, like=ones)
             rgb.append(m_rgb)
             depth.append(m_depth)
             names.append(name)

@@ -1,11 +1,13 @@
 """One trainer for every stage, on accelerate (paper Sec. 3.2, 4, 5.1; supplementary 7.2).
 
-What a stage trains, which inputs it builds and which data it reads is
-configuration (:mod:`jointportrait.training.config`): stage 1 trains the
-8-channel denoiser and the ReferenceNet with the joint loss; stage 2 starts
-from a stage-1 run, widens the denoiser to 18 channels and adds the masks of
-:class:`~jointportrait.training.masks.MaskSampler` to every batch. The VAE and
-the image encoder are frozen and cast to the weight dtype.
+What a stage trains, which inputs it builds and which loss it uses is a
+:class:`~jointportrait.training.stages.TrainingStage` chosen by ``model.kind``
+(:data:`~jointportrait.training.stages.STAGES`): stage 1 trains the 8-channel
+denoiser and the ReferenceNet with the joint loss; stage 2 starts from a
+stage-1 run, widens the denoiser to 18 channels and adds masks to every batch;
+the VAE stage and the baselines are stages too. The loop below knows only the
+stage's protocol: the module to optimise, batch preparation, the loss, the
+validation pipeline and the export.
 
 Determinism: the data order is a function of the micro-batch counter
 (:class:`~jointportrait.training.data.StepBatchSampler`) and every micro-batch
@@ -26,18 +28,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
-from jointportrait.conditioning import STAGE2_CHANNELS
 from jointportrait.errors import JointPortraitError, TrainingStopped
 from jointportrait.training.checkpoint import TrainState, load_checkpoint, remove_incomplete, save_checkpoint
-from jointportrait.training.config import ConfigError, RunConfig, save_config
+from jointportrait.training.config import RunConfig, save_config
 from jointportrait.training.data import StepBatchSampler, build_datasets
 from jointportrait.training.latent_cache import LatentCache
-from jointportrait.training.masks import MaskSampler
-from jointportrait.training.models import MODEL_KINDS, Components
 from jointportrait.training.run_lock import run_lock
+from jointportrait.training.stages import STAGES, TrainingStage
 from jointportrait.training.stop_signals import StopRequest, stop_on_signals
+from jointportrait.training.validation import run_validation
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +79,7 @@ def _out_of_time(accelerator, deadline: float) -> bool:
     return bool(accelerator.reduce(flag, reduction="sum") > 0)
 
 
-def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def _make_accelerator(cfg: RunConfig, output_dir: Path):
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
-
+def _make_accelerator(cfg: RunConfig, output_dir: Path) -> Accelerator:
     # No unused parameters: ReferenceNet parts that feed no reader are frozen, and a micro-batch whose
     # samples all drop their reference still touches the reference features (with a zero gradient).
     ddp = DistributedDataParallelKwargs(find_unused_parameters=False)
@@ -94,24 +93,6 @@ def _make_accelerator(cfg: RunConfig, output_dir: Path):
         # the LR schedule is a function of the optimizer step, not of steps x processes
         step_scheduler_with_optimizer=False,
     )
-
-
-def _prepare_components(cfg: RunConfig, components: Components, weight_dtype: torch.dtype, device) -> None:
-    """Freeze and cast the VAE and image encoder; freeze ReferenceNet parts that feed no reader."""
-    model = components.model
-    for frozen in (components.vae, components.image_encoder):
-        if frozen is not None:
-            frozen.requires_grad_(False).eval().to(device)
-            if next(frozen.parameters()).dtype != weight_dtype:  # diffusers warns on a no-op dtype cast
-                frozen.to(dtype=weight_dtype)
-    model.train()
-    if cfg.model.freeze_unread_reference and hasattr(model, "freeze_reference_parameters_without_reader"):
-        names = model.freeze_reference_parameters_without_reader()
-        logger.info("froze %d ReferenceNet tensors that feed no reader", len(names))
-    if cfg.train.gradient_checkpointing:
-        for name in ("unet", "reference_unet"):
-            if hasattr(model, name):
-                getattr(model, name).enable_gradient_checkpointing()
 
 
 def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = None,
@@ -130,17 +111,11 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
 
 def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dataset: Dataset | None,
            val_dataset: Dataset | None, stop: StopRequest) -> TrainResult:
-    from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import EMAModel
-    from tqdm.auto import tqdm
-
-    if cfg.model.kind not in MODEL_KINDS:
-        raise ConfigError(f"model.kind: unknown {cfg.model.kind!r} (known: {', '.join(MODEL_KINDS)})")
-    kind = MODEL_KINDS[cfg.model.kind]
+    stage_cls = STAGES[cfg.model.kind]  # the kind was checked when the config loaded
     # 1. Data first: a wrong path fails before anything is written or loaded
     if dataset is None:
         dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.split, cfg.train.seed)
-    if val_dataset is None and kind.validates and cfg.validation.every > 0:
+    if val_dataset is None and stage_cls.validates and cfg.validation.every > 0:
         try:
             val_dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.val_split,
                                          cfg.validation.seed, train=False)
@@ -156,20 +131,13 @@ def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dat
         remove_incomplete(output_dir)
     weight_dtype = WEIGHT_DTYPES[cfg.train.mixed_precision]
 
-    # 2. Models: the trained module, and frozen VAE / image encoder in the weight dtype
-    components = kind.build(cfg)
-    if cfg.model.prediction_type is not None and components.scheduler is not None:
-        # the exported scheduler must interpret the model's output as it was trained
-        components.scheduler = type(components.scheduler).from_config(
-            components.scheduler.config, prediction_type=cfg.model.prediction_type)
-    export_frozen = (components.vae, components.image_encoder)
-    if weight_dtype != torch.float32:  # export the frozen parts in their original precision
-        export_frozen = tuple(copy.deepcopy(m) if m is not None else None for m in export_frozen)
-    _prepare_components(cfg, components, weight_dtype, accelerator.device)
+    # 2. The stage: its trained module, and its frozen parts (VAE, image encoder) in the weight dtype
+    stage = stage_cls(cfg)
+    stage.prepare(accelerator.device, weight_dtype)
     if cfg.data.cache_latents:
-        dataset = LatentCache(dataset, components.vae)
-    model = components.model
-    params = _trainable(model)
+        dataset = LatentCache(dataset, stage.latent_vae)
+    model = stage.model
+    params = stage.trainable_parameters()
     optimizer = torch.optim.AdamW(
         params, lr=cfg.optim.learning_rate, betas=(cfg.optim.adam_beta1, cfg.optim.adam_beta2),
         eps=cfg.optim.adam_epsilon, weight_decay=cfg.optim.weight_decay,
@@ -179,7 +147,7 @@ def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dat
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     ema = None
     if cfg.train.ema.enabled:
-        ema = EMAModel(_trainable(accelerator.unwrap_model(model)), decay=cfg.train.ema.decay,
+        ema = EMAModel(stage.trainable_parameters(accelerator.unwrap_model(model)), decay=cfg.train.ema.decay,
                        update_after_step=cfg.train.ema.update_after_step)
         ema.to(accelerator.device)
     state = TrainState()
@@ -194,10 +162,6 @@ def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dat
                                num_replicas=accelerator.num_processes, start=state.micro_batches)
     loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
                              persistent_workers=cfg.data.num_workers > 0))
-    mask_sampler = None
-    unet = getattr(accelerator.unwrap_model(model), "unet", None)
-    if unet is not None and unet.config.in_channels == STAGE2_CHANNELS:
-        mask_sampler = MaskSampler(cfg.masks.tasks, cfg.masks.spatial)
 
     # 4. The loop
     if accelerator.is_main_process:
@@ -229,17 +193,11 @@ def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dat
             batch = next(loader)
             generator = torch.Generator().manual_seed(
                 step_seed(cfg.train.seed, state.step, micro, accelerator.process_index))
-            if mask_sampler is not None:
-                masks, _ = mask_sampler.sample(batch, generator)
-                batch.update(masks)
-            batch = _to_device(batch, accelerator.device)
+            batch = _to_device(stage.prepare_batch(batch, generator), accelerator.device)
             # gradients are all-reduced only on the last micro-batch
             sync = accelerator.no_sync(model) if micro < accum - 1 else contextlib.nullcontext()
             with sync, accelerator.autocast():
-                out = kind.loss(model, components.vae, components.scheduler, batch,
-                                image_encoder=components.image_encoder,
-                                reference_dropout=cfg.train.reference_dropout,
-                                prediction_type=cfg.model.prediction_type, generator=generator)
+                out = stage.loss(model, batch, generator)
                 accelerator.backward(out.loss / accum)
             totals += torch.stack([out.loss.detach(), out.loss_rgb.detach(), out.loss_depth.detach()]).float() / accum
             state.micro_batches += 1
@@ -259,7 +217,7 @@ def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dat
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if ema is not None:
-                ema.step(_trainable(accelerator.unwrap_model(model)))
+                ema.step(stage.trainable_parameters(accelerator.unwrap_model(model)))
         lr_scheduler.step()
         state.step += 1
         losses.append(loss)
@@ -273,21 +231,18 @@ def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dat
                             step=state.step)
         if state.step % cfg.train.checkpoint_every == 0 or state.step == cfg.train.max_steps:
             save_checkpoint(accelerator, output_dir, state.step, cfg.train.checkpoints_total_limit, states)
-        if kind.validates and cfg.validation.every and state.step % cfg.validation.every == 0:
-            _validate(accelerator, cfg, kind, components, model, ema, val_dataset, state.step, output_dir)
+        if stage.validates and cfg.validation.every and state.step % cfg.validation.every == 0:
+            _validate(accelerator, cfg, stage, model, ema, val_dataset, state.step, output_dir)
     progress.close()
 
-    # 5. Export (EMA weights when EMA is on) in the layout JointPortraitPipeline.from_pretrained loads
+    # 5. Export (EMA weights when EMA is on) in the layout the stage's pipeline loads
     final_dir = output_dir / "final"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         export_model = copy.deepcopy(accelerator.unwrap_model(model)).float()
         if ema is not None:
-            ema.copy_to(_trainable(export_model))
-        frozen = Components(export_model, export_frozen[0], components.scheduler, export_frozen[1])
-        if weight_dtype == torch.float32 and frozen.vae is not None:
-            frozen.vae.float()
-        kind.export(frozen, export_model.cpu(), final_dir)
+            ema.copy_to(stage.trainable_parameters(export_model))
+        stage.export(export_model.cpu(), final_dir)
         logger.info("exported %s", final_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -295,22 +250,18 @@ def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dat
                        accelerator.is_main_process)
 
 
-def _validate(accelerator, cfg: RunConfig, kind, components: Components, model, ema, val_dataset, step: int,
+def _validate(accelerator, cfg: RunConfig, stage: TrainingStage, model, ema, val_dataset, step: int,
               output_dir: Path) -> None:
     """Sample the validation grid on the main process, with the EMA weights when EMA is on."""
-    from jointportrait.pipelines.pipeline_joint_portrait import JointPortraitPipeline
-    from jointportrait.training.validation import run_validation
-
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         inner = accelerator.unwrap_model(model)
         if ema is not None:
-            ema.store(_trainable(inner))
-            ema.copy_to(_trainable(inner))
+            ema.store(stage.trainable_parameters(inner))
+            ema.copy_to(stage.trainable_parameters(inner))
         inner.eval()
         try:
-            pipe = JointPortraitPipeline(vae=components.vae, unet=inner.unet, reference_unet=inner.reference_unet,
-                                         scheduler=components.scheduler, image_encoder=components.image_encoder)
+            pipe = stage.pipeline(inner)
             pipe.set_progress_bar_config(disable=True)
             n = min(cfg.validation.num_references, len(val_dataset))
             samples = [val_dataset[i] for i in range(n)]
@@ -319,8 +270,7 @@ def _validate(accelerator, cfg: RunConfig, kind, components: Components, model, 
                 run_validation(pipe, samples, step, output_dir, cfg.validation.num_inference_steps,
                                cfg.validation.guidance_scale, cfg.validation.seed, tensorboard_writer=tracker)
         finally:
-            # the pipeline re-installed the attention processors on the same UNets; the model keeps working
             inner.train()
             if ema is not None:
-                ema.restore(_trainable(inner))
+                ema.restore(stage.trainable_parameters(inner))
     accelerator.wait_for_everyone()
