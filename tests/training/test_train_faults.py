@@ -112,6 +112,7 @@ def test_kill_9_inside_a_save_then_resume(tmp_path, synth_data, caplog):
     assert (run / "final" / "model_index.json").exists()
 
 
+@pytest.mark.slow  # two full process starts; the lock itself is tested against a holder process below
 def test_two_processes_on_one_run_folder(tmp_path, synth_data):
     config = _config(tmp_path, synth_data, max_steps=2)
     run = tmp_path / "run"
@@ -130,9 +131,13 @@ def test_two_processes_on_one_run_folder(tmp_path, synth_data):
 
 def test_the_lock_refuses_a_second_holder_and_is_reentrant(tmp_path, capsys, synth_data):
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from jointportrait.training.run_lock import "
-                               "run_lock\nwith run_lock(sys.argv[1]):\n print('locked', flush=True); time.sleep(600)",
-                               str(run)], env=_env(), stdout=subprocess.PIPE, text=True)
+    run.mkdir()
+    # another process holding the lock as run_lock does (flock on the lock file, its pid inside); plain Python,
+    # so it starts at once
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+                               "os.write(fd, str(os.getpid()).encode())\nprint('locked', flush=True)\ntime.sleep(600)",
+                               str(run / LOCK_NAME)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         locked = rf"in use by another training process \(pid {holder.pid}\)"
