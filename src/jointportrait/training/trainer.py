@@ -186,7 +186,7 @@ def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dat
             accelerator.end_training()
             raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at step {state.step}: "
                                   + (f"checkpoint-{state.step} is saved; continue with --resume latest"
-                                     if state.step else "stopped before the first step"), signum)
+                                     if state.step else "nothing to save yet"), signum)
         start = time.perf_counter()
         totals = torch.zeros(3, device=accelerator.device)  # loss, loss_rgb, loss_depth summed over micro-batches
         for micro in range(accum):
