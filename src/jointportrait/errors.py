@@ -118,6 +118,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
     for item in exception_chain(exc):
         if isinstance(item, MemoryError) or any(c.__name__ == "OutOfMemoryError" for c in type(item).__mro__):
             return True
+        if isinstance(item, OSError) and item.errno == errno.ENOMEM:
+            return True
         if isinstance(item, RuntimeError) and any(text in str(item).lower() for text in _OOM_TEXT):
             return True
     return False

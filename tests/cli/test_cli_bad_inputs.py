@@ -290,6 +290,9 @@ def test_failure_descriptions():
 
     cases = [
         (MemoryError(), 3, "out of memory"),
+        (OSError(errno.ENOMEM, "Cannot allocate memory"), 3, "out of memory"),
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1610612736 bytes"), 3,
+         "out of memory (DefaultCPUAllocator"),
         (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), 3, "out of memory (CUDA"),
         (OSError(errno.ENOSPC, "No space left on device", "/data/x.png"), 3, "/data/x.png: no space left on device"),
         (SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"), 3,
