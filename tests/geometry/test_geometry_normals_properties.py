@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from jointportrait.applications.camera import intrinsics_from_fov
-from jointportrait.applications.normals import normals_from_depth, normals_from_points
+from jointportrait.geometry.cameras import intrinsics_from_fov
+from jointportrait.geometry.normals import normals_from_depth, normals_from_points
 
 SIDES = st.integers(2, 12)
 
