@@ -133,14 +133,15 @@ def _open_image(path: Path, min_side: int, what: str) -> Iterator[Image.Image]:
 
 
 def load_image(path: str | os.PathLike, background: tuple[int, int, int] = (255, 255, 255),
-               min_side: int = MIN_IMAGE_SIDE) -> Image.Image:
+               min_side: int = MIN_IMAGE_SIDE, check_suffix: bool = True) -> Image.Image:
     """Open an image file as an RGB PIL image, EXIF-rotated, alpha composited on ``background``.
 
     16-bit and float grayscale images are rescaled to 8 bits by their bit depth. The
-    file name must end in one of ``IMAGE_SUFFIXES`` (the bytes decide the format).
+    file name must end in one of ``IMAGE_SUFFIXES`` (the bytes decide the format) unless
+    ``check_suffix`` is False (an upload whose type was checked by its content).
     """
     path = _existing_file(path)
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
+    if check_suffix and path.suffix.lower() not in IMAGE_SUFFIXES:
         raise InputError(f"{path}: not an image file name (expected one of {', '.join(IMAGE_SUFFIXES)})")
     with _open_image(path, min_side, "image") as img:
         try:
@@ -281,6 +282,25 @@ def save_depth_png16(
     with writing(path):
         Image.fromarray(np.clip(codes, 0, PNG16_MAX).astype(np.uint16)).save(path)
     return path
+
+
+def depth_output_paths(out: str | os.PathLike, stem: str) -> dict[str, Path]:
+    """The three files of a relative depth map ``<stem>``: ``.npy``, 16-bit PNG, colour map."""
+    out = Path(out)
+    return {
+        "npy": out / f"{stem}_depth.npy",
+        "png16": out / f"{stem}_depth.png",
+        "color": out / f"{stem}_depth_color.png",
+    }
+
+
+def save_depth_outputs(out: str | os.PathLike, stem: str, depth: np.ndarray, overwrite: bool) -> dict[str, Path]:
+    """Relative depth (H, W) in [0, 1] -> float32 .npy, 16-bit PNG, colour-mapped PNG (as the commands write them)."""
+    paths = depth_output_paths(out, stem)
+    save_depth_npy(paths["npy"], depth, overwrite=overwrite)
+    save_depth_png16(paths["png16"], depth, overwrite=overwrite)
+    save_image(paths["color"], colorize_depth(depth, lo=0.0, hi=1.0), overwrite=overwrite)
+    return paths
 
 
 def colorize_depth(depth: np.ndarray, mask: np.ndarray | None = None, lo: float | None = None,

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "the end-to-end showcase on an embedded default"),
     "render-depth": ("render_depth", "meshes + cameras -> depth maps, previews and coverage masks"),
     "synth": ("synth", "synthetic studio images or clips with exact depth, masks and parameters"),
+    "serve": ("serve", "a web page for every application (needs the [serve] extra)"),
 }
 
 
