@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
+# Property tests: the same examples on every run (a failure reproduces), no example database written into the
+# tree, no per-example deadline (the shared CI machine is noisy). The slow fuzz tests raise max_examples locally.
+settings.register_profile("jointportrait", derandomize=True, database=None, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("jointportrait")
 
 
 @pytest.fixture(scope="session")
