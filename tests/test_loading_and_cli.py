@@ -58,6 +58,66 @@ def test_image_encoder_embedding_conditions_the_model(sd_folder, tmp_path):
     assert (with_enc - without).abs().max() > 1e-6
 
 
+@pytest.fixture(scope="module")
+def sd_without_encoder(sd_folder, tmp_path_factory):
+    """The SD folder without image_encoder/ (as SD 1.5 ships), and a tiny CLIP vision model saved apart."""
+    import shutil
+
+    root, base = sd_folder
+    bare = tmp_path_factory.mktemp("sd15_bare")
+    for name in ("unet", "vae", "scheduler", "model_index.json"):
+        (shutil.copytree if (root / name).is_dir() else shutil.copy)(root / name, bare / name)
+    clip = tmp_path_factory.mktemp("clip")
+    base.image_encoder.save_pretrained(clip)
+    return bare, clip
+
+
+def test_create_with_an_image_encoder_path(sd_without_encoder, tmp_path, caplog):
+    bare, clip = sd_without_encoder
+    out = tmp_path / "joint"
+    assert main(["create", "--base-model", str(bare), "--image-encoder", str(clip), "--out", str(out)]) == 0
+    assert json.loads((out / "model_index.json").read_text())["reference_embedding"] == "clip"
+    pipe = JointPortraitPipeline.from_pretrained(out)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.image_encoder is not None
+    from jointportrait.models.image_condition import reference_conditioning
+
+    refs = torch.stack([torch.full((3, 64, 64), -0.4), torch.full((3, 64, 64), 0.6)])
+    emb = reference_conditioning(pipe.image_encoder, refs, 32, torch.float32)
+    assert (emb[0] - emb[1]).abs().max() > 1e-4  # different references, different embeddings
+    kw = dict(num_inference_steps=2, output_type="latent")
+    a = pipe(np.full((64, 64, 3), 0.3, np.float32), generator=torch.Generator().manual_seed(0), **kw).images
+    b = pipe(np.full((64, 64, 3), 0.8, np.float32), generator=torch.Generator().manual_seed(0), **kw).images
+    assert (a - b).abs().max() > 1e-5  # and different samples
+
+
+def test_without_an_image_encoder_it_says_so(sd_without_encoder, tmp_path, caplog):
+    bare, _ = sd_without_encoder
+    with caplog.at_level("WARNING"):
+        assert main(["create", "--base-model", str(bare), "--out", str(tmp_path / "a")]) == 0
+    assert sum("no CLIP image encoder" in r.message for r in caplog.records) == 1
+    assert json.loads((tmp_path / "a" / "model_index.json").read_text())["reference_embedding"] == "null"
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # the null embedding chosen explicitly: no warning
+        assert main(["create", "--base-model", str(bare), "--image-encoder", "none", "--out", str(tmp_path / "b")]) == 0
+    assert not any("image encoder" in r.message for r in caplog.records)
+    assert not (tmp_path / "b" / "image_encoder").exists()
+
+
+def test_a_model_that_lost_its_image_encoder_is_refused(sd_folder, tmp_path):
+    import shutil
+
+    root, _ = sd_folder
+    out = tmp_path / "joint"
+    main(["create", "--base-model", str(root), "--out", str(out)])
+    shutil.rmtree(out / "image_encoder")
+    index = json.loads((out / "model_index.json").read_text())
+    index["image_encoder"] = [None, None]
+    (out / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="reference_embedding='clip'"):
+        JointPortraitPipeline.from_pretrained(out)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -65,6 +125,7 @@ def test_image_encoder_embedding_conditions_the_model(sd_folder, tmp_path):
         (["create", "--base-model", "{tmp}", "--out", "{tmp}/o"], "missing unet, vae, scheduler"),
         (["create", "--base-model", "{tmp}/x.txt", "--out", "{tmp}/o"], "single-file"),
         (["generate", "--model", "/nonexistent/m", "--reference", "{tmp}/x.txt", "--out", "{tmp}/g"], "no such"),
+        (["create", "--tiny", "--image-encoder", "{tmp}", "--out", "{tmp}/o"], "--image-encoder goes with"),
     ],
 )
 def test_bad_paths_are_one_line_errors(tmp_path, capsys, args, message):
@@ -76,11 +137,22 @@ def test_bad_paths_are_one_line_errors(tmp_path, capsys, args, message):
 
 
 def test_bad_single_file_checkpoint_is_one_line_error(tmp_path, capsys):
+    from safetensors.torch import save_file
+
     bad = tmp_path / "model.safetensors"
-    bad.write_bytes(b"\x00" * 64)
+    bad.write_bytes(b"\x00" * 64)  # not even a safetensors header
     assert main(["create", "--base-model", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
+    assert "model.safetensors: corrupt safetensors file" in err and "\n" not in err
+    other = tmp_path / "other.safetensors"  # a valid safetensors file that is no SD checkpoint
+    save_file({"x": torch.zeros(2)}, str(other))
+    assert main(["create", "--base-model", str(other), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
     assert "not a loadable SD 1.x single-file checkpoint" in err and "\n" not in err
+    pickled = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {}}, pickled)
+    assert main(["create", "--base-model", str(pickled), "--out", str(tmp_path / "o")]) == 2
+    assert "pickled checkpoints are not loaded" in capsys.readouterr().err
 
 
 def test_create_refuses_a_non_empty_folder(tmp_path, capsys):

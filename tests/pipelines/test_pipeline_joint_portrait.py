@@ -126,3 +126,55 @@ def test_depth_estimation_encodes_the_photo_once_and_samples_as_before(pipe, mon
 def test_check_inputs_names_the_argument(pipe, kwargs, match):
     with pytest.raises(ValueError, match=match):
         pipe(_ref(0), **kwargs)
+
+
+def _spy_denoiser_inputs(pipe, monkeypatch) -> list[torch.Tensor]:
+    """The denoiser input of every model call of ``pipe``."""
+    calls = []
+    forward = pipe.joint_denoiser.forward
+    monkeypatch.setattr(pipe.joint_denoiser, "forward",
+                        lambda sample, *a, **k: calls.append(sample.clone()) or forward(sample, *a, **k))
+    return calls
+
+
+def test_replacement_shows_the_known_image_from_the_first_model_call(pipe, monkeypatch):
+    """8-channel depth estimation: the RGB half of every model input is the photo's latent noised to that
+    call's timestep, so one step already depends on the photo."""
+    from jointportrait.latent_codec import encode_rgb
+    from jointportrait.pipelines.denoising import scheduler_with_spacing
+
+    calls = _spy_denoiser_inputs(pipe, monkeypatch)
+    reference = _ref(9)
+    kw = dict(num_inference_steps=3, height=64, width=64, inpaint_mode="replacement", timestep_spacing="trailing",
+              output_type="latent", output_domains=("depth",))
+    photo = _ref(2)
+    pipe(reference, image=photo, generator=_gen(5), **kw)
+    assert len(calls) == 3
+    g = _gen(5)
+    torch.randn(1, 8, 8, 8, generator=g)  # the initial latents come first, then the known half's noise
+    noise = torch.randn(1, 8, 8, 8, generator=g)
+    scheduler = scheduler_with_spacing(pipe.scheduler, "trailing")
+    scheduler.set_timesteps(3)
+    with torch.no_grad():
+        z = encode_rgb(pipe.vae, torch.from_numpy(photo).permute(2, 0, 1)[None] * 2 - 1)
+    for sample, t in zip(calls, scheduler.timesteps):
+        expected = scheduler.add_noise(z, noise[:, :4], t.view(1))
+        torch.testing.assert_close(sample[:, :4], expected, atol=1e-5, rtol=1e-5)
+    one_step = dict(kw, num_inference_steps=1)
+    a = pipe(reference, image=_ref(2), generator=_gen(), **one_step).depths
+    b = pipe(reference, image=_ref(3), generator=_gen(), **one_step).depths
+    assert (a - b).abs().max() > 1e-4  # the same reference and noise, another photo: another depth
+
+
+def test_the_reference_net_runs_once_per_call(pipe, monkeypatch):
+    runs = []
+    handle = pipe.reference_unet.register_forward_hook(lambda *_: runs.append(1))
+    try:
+        for kwargs in ({}, {"guidance_scale": 2.0}, {"num_images_per_reference": 3},
+                       {"guidance_scale": 3.0, "num_images_per_reference": 2}):
+            runs.clear()
+            pipe([_ref(0), _ref(1)], num_inference_steps=3, height=64, width=64, generator=_gen(),
+                 output_type="latent", **kwargs)
+            assert len(runs) == 1, kwargs  # one ReferenceNet pass for both references, whatever the steps
+    finally:
+        handle.remove()

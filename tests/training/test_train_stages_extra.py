@@ -84,3 +84,15 @@ def test_v_prediction_runs_export_a_v_prediction_scheduler(synth_data, tmp_path)
     result = train(cfg, tmp_path / "run")
     pipe = JointPortraitPipeline.from_pretrained(result.final_dir)
     assert pipe.scheduler.config.prediction_type == "v_prediction"
+
+
+def test_training_config_names_an_image_encoder(tmp_path):
+    from jointportrait.loading import tiny_base_components
+    from jointportrait.training.stages import JointStage
+
+    clip = tmp_path / "clip"
+    tiny_base_components(seed=1, with_image_encoder=True).image_encoder.save_pretrained(clip)
+    cfg = config_from_dict({"model": {"kind": "joint", "base": "tiny", "image_encoder": str(clip)}})
+    stage = JointStage(cfg)
+    assert stage.components.image_encoder is not None and stage.frozen["image_encoder"] is not None
+    assert JointStage(config_from_dict({"model": {"base": "tiny"}})).components.image_encoder is None

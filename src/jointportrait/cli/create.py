@@ -16,6 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tiny model's random weights")
     parser.add_argument("--with-image-encoder", action="store_true", help="tiny model: add a tiny CLIP image encoder")
+    parser.add_argument("--image-encoder", metavar="PATH|none", default=None,
+                        help="--base-model: a local CLIPVisionModelWithProjection folder whose embedding of the "
+                             "reference conditions cross-attention; 'none' for the null embedding by choice "
+                             "(default: the base's image_encoder/ if it has one, else the null embedding, "
+                             "with a warning)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
 
 
@@ -26,12 +31,15 @@ def run(args: argparse.Namespace) -> int:
         raise OutputExistsError(f"{args.out}: folder is not empty (pass --overwrite to write into it)")
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"{args.out}: exists and is not a folder")
+    if args.tiny and args.image_encoder is not None:
+        raise InputError("--image-encoder goes with --base-model (a tiny model takes --with-image-encoder)")
     if args.tiny:
         pipe = create_tiny_joint_model(args.out, seed=args.seed, with_image_encoder=args.with_image_encoder)
     else:
-        pipe = create_joint_model(args.base_model, args.out)
+        pipe = create_joint_model(args.base_model, args.out, image_encoder=args.image_encoder)
     n_unet = sum(p.numel() for p in pipe.unet.parameters())
     n_ref = sum(p.numel() for p in pipe.reference_unet.parameters())
+    embedding = "CLIP image embedding" if pipe.image_encoder is not None else "null embedding (no image encoder)"
     print(f"wrote {args.out} (denoiser {n_unet:,} parameters, {pipe.unet.config.in_channels} input channels; "
-          f"ReferenceNet {n_ref:,})")
+          f"ReferenceNet {n_ref:,}; cross-attention: {embedding})")
     return 0

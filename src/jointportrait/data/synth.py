@@ -2,7 +2,7 @@
 
 The paper trains on studio captures whose depth is rendered from registered
 meshes. Here the meshes come from a morphable face model
-(:mod:`jointportrait.data.face_model`): per subject a random identity and
+(:mod:`jointportrait.face_models`): per subject a random identity and
 albedo (skin tone with variation, darker brows and lips, iris colour, hair on
 the back of the head), per frame a random expression (a few ARKit
 blendshapes), head pose (yaw +-45, pitch +-20, roll +-10 degrees),
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,10 +30,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from jointportrait.data.face_model import FaceModel
+from jointportrait.appearance.color import linear_to_srgb, srgb_to_linear
+from jointportrait.appearance.sh_lighting import irradiance, random_studio_lighting
 from jointportrait.data.manifest import write_manifest
-from jointportrait.data.sh_lighting import irradiance, random_studio_lighting
-from jointportrait.render import MODEL_TO_OPENCV, PerspectiveCamera, interpolate, rasterize
+from jointportrait.face_models import FaceModel
+from jointportrait.faces.crop import FaceCrop
+from jointportrait.geometry.cameras import (
+    MODEL_TO_OPENCV,
+    PerspectiveCamera,
+    focal_from_fov,
+    intrinsics_from_fov,
+    world_to_camera_matrix,
+)
+from jointportrait.render import interpolate, rasterize
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +83,8 @@ class SynthConfig:
     val_fraction: float = 0.125
     test_fraction: float = 0.125
     fov_degrees: tuple[float, float] = (18.0, 30.0)
+    face_crop: bool = False  # frame each image as the face crop rule does (jointportrait.faces.crop)
+    face_margin: float = 1.0
 
 
 @dataclass
@@ -98,15 +108,9 @@ class FrameParams:
     fov_degrees: float
 
 
-def _srgb_to_linear(c: np.ndarray) -> torch.Tensor:
-    """sRGB in [0, 1] (array) -> linear RGB float32 tensor."""
-    c = torch.from_numpy(np.clip(np.asarray(c, dtype=np.float64), 0.0, 1.0))
-    return torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).float()
-
-
-def _linear_to_srgb(c: torch.Tensor) -> torch.Tensor:
-    c = c.clamp(0.0, 1.0)
-    return torch.where(c <= 0.0031308, c * 12.92, 1.055 * c.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
+def _linear_colors(srgb: np.ndarray) -> torch.Tensor:
+    """sRGB colours (array, clipped to [0, 1]) -> linear RGB float32 tensor (computed in float64)."""
+    return srgb_to_linear(torch.from_numpy(np.clip(np.asarray(srgb, dtype=np.float64), 0.0, 1.0))).float()
 
 
 def rotation_matrix(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
@@ -233,11 +237,11 @@ class VertexColors:
         albedo[region == 2] = [0.35, 0.12, 0.12]  # mouth interior
         albedo[np.isin(region, (3, 4))] *= [0.92, 0.85, 0.85]  # eye sockets, slightly pinker
         albedo[np.isin(region, (5, 6))] = [0.85, 0.82, 0.78]  # sclera
-        self.vertex = _srgb_to_linear(albedo)  # (V, 3)
+        self.vertex = _linear_colors(albedo)  # (V, 3)
         names = model.material_names
         tri_color = torch.zeros(model.triangles.shape[0], 3)
         override = torch.zeros(model.triangles.shape[0], dtype=torch.bool)
-        iris = _srgb_to_linear(subject.iris)
+        iris = _linear_colors(subject.iris)
         pupil = torch.tensor([0.01, 0.01, 0.012])
         centroids = neutral[model.triangles].mean(1)  # (F, 3)
         for iris_name, sclera_name, region in (("M_IrisLeft", "M_ScleraLeft", 5), ("M_IrisRight", "M_ScleraRight", 6)):
@@ -280,15 +284,9 @@ def camera_for(size: int, fov_degrees: float, head_height_cm: float = 30.0) -> t
     fills 90 % of the image height. Pixel centres at integer coordinates, so
     the principal point is ``(size - 1) / 2``.
     """
-    focal = 0.5 * size / math.tan(math.radians(fov_degrees) / 2)
-    distance = focal * head_height_cm / (0.9 * size)
-    K = np.array([[focal, 0, (size - 1) / 2], [0, focal, (size - 1) / 2], [0, 0, 1.0]])
+    distance = focal_from_fov(size, fov_degrees) * head_height_cm / (0.9 * size)
     centre = np.array([0.0, -2.0, distance])  # camera position in the model frame, aimed slightly low
-    flip = MODEL_TO_OPENCV.double().numpy()
-    w2c = np.eye(4)
-    w2c[:3, :3] = flip
-    w2c[:3, 3] = -flip @ centre
-    return K, w2c
+    return intrinsics_from_fov(size, size, fov_degrees), world_to_camera_matrix(MODEL_TO_OPENCV.double().numpy(), centre)
 
 
 def _background(params: np.ndarray, size: int) -> torch.Tensor:
@@ -300,7 +298,7 @@ def _background(params: np.ndarray, size: int) -> torch.Tensor:
     noise = rng.normal(size=(4, 4, 3))
     noise = np.asarray(Image.fromarray(((np.tanh(noise) + 1) * 127.5).astype(np.uint8)).resize(
         (size, size), Image.BICUBIC), dtype=np.float64) / 127.5 - 1.0
-    return _srgb_to_linear(img + extra[0] * noise)
+    return _linear_colors(img + extra[0] * noise)
 
 
 @dataclass
@@ -316,8 +314,12 @@ class RenderedFrame:
 
 
 def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: VertexColors, frame: FrameParams,
-                 size: int) -> RenderedFrame:
-    """Render one frame at ``size`` (RGB supersampled ``SUPERSAMPLE`` x)."""
+                 size: int, face_crop_margin: float | None = None) -> RenderedFrame:
+    """Render one frame at ``size`` (RGB supersampled ``SUPERSAMPLE`` x).
+
+    With ``face_crop_margin`` the frame is the face crop (:mod:`jointportrait.faces.crop`, that margin) of
+    the portrait camera's view, rendered directly through the crop's intrinsics (no resampling).
+    """
     weights = torch.from_numpy(frame.blendshapes).float()[None]
     verts = identity_vertices + torch.einsum("bj,jvc->bvc", weights, model.blendshapes)  # (1, V, 3) model frame
     rot = torch.from_numpy(rotation_matrix(*frame.rotation_deg)).float()
@@ -325,14 +327,21 @@ def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: Vert
     K, w2c = camera_for(size, frame.fov_degrees)
     camera = PerspectiveCamera(torch.from_numpy(K).float()[None], torch.from_numpy(w2c).float()[None])
     cam_verts = camera.world_to_view(world)  # (1, V, 3)
-    frags = rasterize(cam_verts, model.triangles, camera, size, size)
     lm = model.landmarks(cam_verts)  # (1, 68, 3)
+    if face_crop_margin is not None:
+        crop = FaceCrop.from_landmarks(camera.project(lm)[0].numpy(), size, size, size=size, margin=face_crop_margin)
+        K = crop.intrinsics(K)
+        camera = PerspectiveCamera(torch.from_numpy(K).float()[None], torch.from_numpy(w2c).float()[None])
+    frags = rasterize(cam_verts, model.triangles, camera, size, size)
 
     big = size * SUPERSAMPLE
-    K_big = K.copy()
-    K_big[:2] *= SUPERSAMPLE
-    K_big[:2, 2] = (big - 1) / 2
-    cam_big = PerspectiveCamera(torch.from_numpy(K_big).float()[None])
+    if face_crop_margin is None:
+        cam_big = PerspectiveCamera(torch.from_numpy(intrinsics_from_fov(big, big, frame.fov_degrees)).float()[None])
+    else:  # the crop's camera at twice the resolution, pixel centres on integers at both
+        K_big = K.copy()
+        K_big[:2] *= SUPERSAMPLE
+        K_big[:2, 2] = (K[:2, 2] + 0.5) * SUPERSAMPLE - 0.5
+        cam_big = PerspectiveCamera(torch.from_numpy(K_big).float()[None])
     fb = rasterize(cam_verts, model.triangles, cam_big, big, big)
     albedo = interpolate(colors.vertex[None], fb)[0]  # (2S, 2S, 3)
     tid = fb.triangle_id[0].clamp_min(0)
@@ -341,7 +350,7 @@ def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: Vert
     shading = irradiance(fb.normals[0], torch.from_numpy(frame.lighting).float())  # (2S, 2S, 3)
     color = albedo * shading.clamp_min(0.0)
     color = torch.where(fb.mask[0][..., None], color, _background(frame.background, big))
-    srgb = _linear_to_srgb(color)
+    srgb = linear_to_srgb(color)
     srgb = srgb.view(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(dim=(1, 3))  # box filter
     rgb = (srgb * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
 
@@ -418,7 +427,8 @@ def write_dataset(out: Path, model: FaceModel, config: SynthConfig,
             clip_id = f"{subject_id}_c{c:02d}" if config.video else None
             for f, frame in enumerate(frames):
                 stem = f"{clip_id}_f{f:04d}" if config.video else f"{subject_id}_f{f:04d}"
-                r = render_frame(model, id_verts, colors, frame, config.size)
+                r = render_frame(model, id_verts, colors, frame, config.size,
+                                 face_crop_margin=config.face_margin if config.face_crop else None)
                 _save_png(out / "images" / f"{stem}.png", r.rgb)
                 np.save(out / "depth" / f"{stem}.npy", np.where(r.mask, r.depth, 0).astype(np.float32))
                 _save_png(out / "mask" / f"{stem}.png", r.mask.astype(np.uint8) * 255)

@@ -2,7 +2,9 @@
 
 Depth estimation (Table 1): AbsRel, delta1, RMSE over the skin mask of each test image after
 least-squares scale/shift alignment in depth space, averaged over images
-(:func:`jointportrait.evaluation.depth_metrics`). Rows: the joint model after the inpainting
+(:func:`jointportrait.evaluation.depth_metrics`), twice: against the ground truth as given (camera
+z) and against it min-max normalised to [0, 1] inside the mask (the scale of the paper's Table 1,
+docs/EVALUATION.md). Rows: the joint model after the inpainting
 fine-tune (masks rgb 0 / depth 1, the reference is the input image), the separate image -> depth
 network, and the trivial baseline (the mean training depth map, aligned the same way).
 
@@ -21,14 +23,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from jointportrait.applications.camera import intrinsics_from_fov, relative_to_camera_depth
+from jointportrait.appearance.shading import lambert_shading
 from jointportrait.applications.depth_estimation import estimate_depth
 from jointportrait.applications.depth_to_image import depth_to_image
-from jointportrait.applications.normals import normals_from_depth
 from jointportrait.applications.relight import relight_image
-from jointportrait.applications.shading import lambert_shading
 from jointportrait.data.datasets import FrameDataset
 from jointportrait.evaluation import align_prediction, depth_metrics, image_metrics
+from jointportrait.evaluation.depth_metrics import ALIGNMENTS, GT_NORMALIZATIONS
+from jointportrait.geometry.cameras import intrinsics_from_fov, relative_to_camera_depth
+from jointportrait.geometry.normals import normals_from_depth
 from jointportrait.io import colorize_depth
 from jointportrait.loading import load_joint_pipeline, load_pipeline
 
@@ -70,10 +73,17 @@ def _mean_rows(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
     return {name: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for name, rs in rows.items()}
 
 
+def mean_depth_prior(dataset) -> np.ndarray:
+    """The trivial baseline: mean of the training depths normalised to [0, 1] (0 = near), per pixel."""
+    total = None
+    for i in range(len(dataset)):
+        rel = (dataset[i]["depth"][0].numpy() + 1.0) / 2.0  # (H, W)
+        total = rel if total is None else total + rel
+    return (total / len(dataset)).astype(np.float32)
+
+
 @torch.no_grad()
 def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out: Path, cfg) -> tuple[dict, dict]:
-    from jointportrait.demo.runner import mean_depth_prior  # moves out of demo/runner.py (import circle)
-
     device = torch.device(cfg.device)
     test = FrameDataset(data, size=cfg.size, split="test", seed=cfg.seed)
     prior = mean_depth_prior(FrameDataset(data, size=cfg.size, split="train", seed=cfg.seed))
@@ -86,6 +96,7 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
     names = {"ours": "Ours (joint, stage 2)", "separate": "w/o joint learning", "trivial": None}
     depth_rows: dict[str, list[dict]] = {names["ours"]: [], names["separate"]: [],
                                          "Trivial: mean training depth": []}
+    minmax_rows: dict[str, list[dict]] = {name: [] for name in depth_rows}
     image_rows: dict[str, list[dict]] = {names["ours"]: [], names["separate"]: [], "Trivial: reference copied": []}
     depth_grid, image_grid = [], []
     relit = None
@@ -106,6 +117,7 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
         preds = {names["ours"]: ours, names["separate"]: sep, "Trivial: mean training depth": prior}
         for name, pred in preds.items():
             depth_rows[name].append(depth_metrics(pred, gt, mask, alignment="depth"))
+            minmax_rows[name].append(depth_metrics(pred, gt, mask, alignment="depth", gt_normalization="minmax"))
 
         # Table 2: depth-to-image (ground-truth depth + another frame of the subject as reference)
         ours_img = depth_to_image(pipe, gt, reference, depth_valid=valid, num_inference_steps=steps,
@@ -150,8 +162,11 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
         _grid(rows).save(path)
         figures[key] = path.name
     metrics = {
-        "depth_estimation": {"n_images": len(test), "alignment": "depth (least squares scale and shift)",
+        "depth_estimation": {"n_images": len(test), "alignment": ALIGNMENTS["depth"],
                              "mask": "skin and valid ground truth", "rows": _mean_rows(depth_rows),
+                             "rows_minmax": _mean_rows(minmax_rows),
+                             "gt_normalization": {"rows": GT_NORMALIZATIONS["none"],
+                                                  "rows_minmax": GT_NORMALIZATIONS["minmax"]},
                              "sampling": _sampling(depth_steps)},
         "depth_to_image": {"n_images": len(test), "rows": _mean_rows(image_rows), "sampling": _sampling(steps),
                            "not_computed": "LPIPS and FID need published backbone weights (none here)"},

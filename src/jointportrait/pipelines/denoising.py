@@ -48,6 +48,10 @@ def guided(pred: torch.Tensor, guidance_scale: float) -> torch.Tensor:
 class KnownDomains:
     """How the known part of the latents enters the loop; this base knows nothing (joint generation)."""
 
+    def initial(self, latents: torch.Tensor) -> torch.Tensor:
+        """The latents before the first model call."""
+        return latents
+
     def model_input(self, model_in: torch.Tensor) -> torch.Tensor:
         """The denoiser input for the scaled latents ``model_in`` (guided rows included)."""
         return model_in
@@ -68,19 +72,28 @@ class ChannelConditioning(KnownDomains):
 
 
 class LatentReplacement(KnownDomains):
-    """Training-free inpainting: after each step, the known latent noised to the next timestep is pasted
-    where ``generate_mask`` is 0 (the same noise throughout)."""
+    """Training-free inpainting: where ``generate_mask`` is 0 the latents are the known latent noised to the
+    level of the coming model call (the same noise throughout): before the first call at the first
+    timestep, after each step at the next one, and the clean known latent after the last step."""
 
     def __init__(self, known: torch.Tensor, generate_mask: torch.Tensor, noise: torch.Tensor,
                  scheduler: SchedulerMixin, timesteps: torch.Tensor) -> None:
         self.known, self.generate_mask, self.noise = known, generate_mask, noise  # (N, 8, h, w) each
         self.scheduler, self.timesteps = scheduler, timesteps
 
-    def after_step(self, latents: torch.Tensor, step: int) -> torch.Tensor:
+    def _paste(self, latents: torch.Tensor, step: int | None) -> torch.Tensor:
+        """Known latent at timestep ``timesteps[step]`` (clean when ``step`` is None) pasted into ``latents``."""
         known = self.known
-        if step + 1 < len(self.timesteps):
-            known = self.scheduler.add_noise(known, self.noise, self.timesteps[step + 1 : step + 2])
+        if step is not None:
+            known = self.scheduler.add_noise(known, self.noise, self.timesteps[step : step + 1])
         return self.generate_mask * latents + (1.0 - self.generate_mask) * known
+
+    def initial(self, latents: torch.Tensor) -> torch.Tensor:
+        # the first model call must already see the known domain (one-step sampling sees nothing else)
+        return self._paste(latents, 0)
+
+    def after_step(self, latents: torch.Tensor, step: int) -> torch.Tensor:
+        return self._paste(latents, step + 1 if step + 1 < len(self.timesteps) else None)
 
 
 def scheduler_step_kwargs(scheduler: SchedulerMixin, generator) -> dict:
@@ -104,6 +117,7 @@ def denoise(
     """
     do_cfg = guidance_scale > 1.0
     step_kwargs = scheduler_step_kwargs(scheduler, generator)
+    latents = known.initial(latents)
     for i, t in enumerate(progress(scheduler.timesteps)):
         model_in = torch.cat([latents] * 2) if do_cfg else latents
         model_in = known.model_input(scheduler.scale_model_input(model_in, t))

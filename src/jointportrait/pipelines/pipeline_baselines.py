@@ -36,6 +36,7 @@ from jointportrait.pipelines.portrait_base import (
     PortraitPipelineBase,
     PortraitPipelineOutput,
     as_batch,
+    check_reference_embedding,
 )
 
 
@@ -53,6 +54,7 @@ class SeparateConditionalPipeline(PortraitPipelineBase):
         scheduler: KarrasDiffusionSchedulers,
         image_encoder: torch.nn.Module | None = None,
         direction: str = IMAGE_TO_DEPTH,
+        reference_embedding: str | None = None,
     ) -> None:
         super().__init__()
         if direction not in DIRECTIONS:
@@ -60,7 +62,8 @@ class SeparateConditionalPipeline(PortraitPipelineBase):
         self.register_modules(
             vae=vae, unet=unet, reference_unet=reference_unet, scheduler=scheduler, image_encoder=image_encoder
         )
-        self.register_to_config(direction=direction)
+        self.register_to_config(direction=direction,
+                                reference_embedding=check_reference_embedding(reference_embedding, image_encoder))
         self._init_processors()
         self.denoiser = ConditionalDenoiser(unet, reference_unet, direction)
 
@@ -146,9 +149,11 @@ class ConcatReferencePipeline(PortraitPipelineBase):
         unet: UNet2DConditionModel,
         scheduler: KarrasDiffusionSchedulers,
         image_encoder: torch.nn.Module | None = None,
+        reference_embedding: str | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(vae=vae, unet=unet, scheduler=scheduler, image_encoder=image_encoder)
+        self.register_to_config(reference_embedding=check_reference_embedding(reference_embedding, image_encoder))
         self._init_processors()
         self.denoiser = ConcatReferenceDenoiser(unet)
 

@@ -46,6 +46,7 @@ from jointportrait.pipelines.portrait_base import (
     PortraitPipelineOutput,
     ReferenceInputs,
     as_batch,
+    check_reference_embedding,
 )
 
 INPAINT_MODES = ("auto", "conditioning", "replacement")
@@ -65,11 +66,14 @@ class JointPortraitPipeline(PortraitPipelineBase):
         reference_unet: UNet2DConditionModel,
         scheduler: KarrasDiffusionSchedulers,
         image_encoder: torch.nn.Module | None = None,
+        reference_embedding: str | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(
             vae=vae, unet=unet, reference_unet=reference_unet, scheduler=scheduler, image_encoder=image_encoder
         )
+        # model_index.json says how cross-attention sees the reference: its CLIP embedding, or the null one
+        self.register_to_config(reference_embedding=check_reference_embedding(reference_embedding, image_encoder))
         self._init_processors()
         # the denoiser view over the two registered UNets; it installs the reference-attention
         # processors unless the UNets carry them already (e.g. a trained module's UNets)

