@@ -17,7 +17,7 @@ agrees with the model's landmark definitions. Writes section
 from __future__ import annotations
 
 from benchmarks.report import update_section
-from jointportrait.data.face_model import default_face_model_path, load_face_model
+from jointportrait.face_models import load_face_model
 from jointportrait.tracking import TrackerConfig
 from jointportrait.tracking.floor import fit_model_to_scan
 from jointportrait.tracking.scan import fetch_scan, load_scan
@@ -40,7 +40,7 @@ VARIANTS = {
 
 
 def main() -> None:
-    model = load_face_model(default_face_model_path())
+    model = load_face_model("ict")
     scan = load_scan(fetch_scan())
     clip = render_scan_clip(scan, sweep_poses(FRAMES), size=SIZE)
     landmarks = detect_landmarks(clip.frames)

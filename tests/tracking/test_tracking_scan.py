@@ -14,7 +14,7 @@ import pytest
 import torch
 import trimesh
 
-from jointportrait.data.face_model import load_face_model
+from jointportrait.face_models import load_face_model
 from jointportrait.tracking import TrackerConfig
 from jointportrait.tracking.landmarks import interocular_distance
 from jointportrait.tracking.scan import RegistryUnreachable, fetch_scan, inside_polygon, load_scan

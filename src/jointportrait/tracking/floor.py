@@ -35,7 +35,7 @@ import torch
 from scipy.optimize import lsq_linear
 from scipy.spatial import cKDTree
 
-from jointportrait.data.face_model import FaceModel
+from jointportrait.face_models import FaceModel
 from jointportrait.tracking.scan import Scan
 
 logger = logging.getLogger(__name__)

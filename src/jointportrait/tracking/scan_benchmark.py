@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from jointportrait.data.face_model import FaceModel
 from jointportrait.evaluation.depth_metrics import depth_metrics
+from jointportrait.face_models import FaceModel
 from jointportrait.faces import FaceDetector
-from jointportrait.render import MODEL_TO_OPENCV, PerspectiveCamera, rasterize
+from jointportrait.geometry.cameras import MODEL_TO_OPENCV, PerspectiveCamera
+from jointportrait.render import rasterize
 from jointportrait.tracking.floor import fit_model_to_scan
 from jointportrait.tracking.scan import Scan
 from jointportrait.tracking.scan_clip import ScanClip

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as nnf
 
-from jointportrait.render import MODEL_TO_OPENCV, PerspectiveCamera, interpolate, rasterize
-from jointportrait.tracking.params import focal_from_fov
+from jointportrait.geometry.cameras import MODEL_TO_OPENCV, PerspectiveCamera, focal_from_fov
+from jointportrait.render import interpolate, rasterize
 from jointportrait.tracking.scan import Scan
 
 BACKGROUND_TOP, BACKGROUND_BOTTOM = (0.32, 0.34, 0.38), (0.55, 0.55, 0.52)  # sRGB
