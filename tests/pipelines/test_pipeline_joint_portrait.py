@@ -168,7 +168,7 @@ def test_replacement_shows_the_known_image_from_the_first_model_call(pipe, monke
 
 def test_the_reference_net_runs_once_per_call(pipe, monkeypatch):
     runs = []
-    handle = pipe.reference_unet.register_forward_hook(lambda *_: runs.append(1))
+    handle = pipe.reference_unet.register_forward_pre_hook(lambda *_: runs.append(1))
     try:
         for kwargs in ({}, {"guidance_scale": 2.0}, {"num_images_per_reference": 3},
                        {"guidance_scale": 3.0, "num_images_per_reference": 2}):

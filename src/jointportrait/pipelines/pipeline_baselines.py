@@ -37,6 +37,7 @@ from jointportrait.pipelines.portrait_base import (
     PortraitPipelineOutput,
     as_batch,
     check_reference_embedding,
+    device_fixed_per_call,
 )
 
 
@@ -79,6 +80,7 @@ class SeparateConditionalPipeline(PortraitPipelineBase):
         self.check_per_reference(name, given, len(as_batch(reference_image)))
 
     @torch.no_grad()
+    @device_fixed_per_call
     def __call__(
         self,
         reference_image,
@@ -158,6 +160,7 @@ class ConcatReferencePipeline(PortraitPipelineBase):
         self.denoiser = ConcatReferenceDenoiser(unet)
 
     @torch.no_grad()
+    @device_fixed_per_call
     def __call__(
         self,
         reference_image,

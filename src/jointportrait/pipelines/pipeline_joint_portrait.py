@@ -47,6 +47,7 @@ from jointportrait.pipelines.portrait_base import (
     ReferenceInputs,
     as_batch,
     check_reference_embedding,
+    device_fixed_per_call,
 )
 
 INPAINT_MODES = ("auto", "conditioning", "replacement")
@@ -149,6 +150,7 @@ class JointPortraitPipeline(PortraitPipelineBase):
 
     # -------------------------------------------------------------------- call
     @torch.no_grad()
+    @device_fixed_per_call
     def __call__(
         self,
         reference_image,
