@@ -66,7 +66,7 @@ class ReferenceBank:
     @property
     def all_dropped(self) -> bool:
         """True when every row dropped its reference (the readers then attend to their own tokens only)."""
-        return self.keep is not None and not bool(self.keep.any())
+        return self.keep is not None and self.kept_and_dropped()[0].numel() == 0
 
     def kept_and_dropped(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Row indices ``(kept, dropped)`` of a bank with ``keep`` flags, found once per bank (every reader of
@@ -246,12 +246,25 @@ class ReferenceReaderProcessor(BankAwareAttnProcessor):
             query = attn.to_q(own)  # (B', N, C)
             key, value = key_value(attn, torch.cat([own, reference.to(own.dtype)], 1))  # (B', N + M, C)
             return _attend(attn, query, key, value, mask)
+        cached = self.cache_projections(attn, bank, reference, own.dtype)  # (B', M, C) each
+        query, key, value = self_projections(attn, own)
+        key = torch.cat([key, cached[0].to(key.dtype)], 1)  # (B', N + M, C)
+        value = torch.cat([value, cached[1].to(value.dtype)], 1)
+        return _attend(attn, query, key, value, mask)
+
+    def cache_projections(self, attn: Attention, bank: ReferenceBank, reference: torch.Tensor | None = None,
+                          dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference keys/values of this layer from ``bank.kv_cache``, projected and stored on the first
+        request (rows of kept references only when the bank has ``keep`` flags)."""
         cached = bank.kv_cache.get(self.name)
         if cached is None:
-            cached = key_value(attn, reference.to(own.dtype))  # (B', M, C) each
+            if reference is None:
+                reference = bank.features[self.name]  # (B, M, C)
+                if bank.keep is not None:
+                    reference = reference[bank.kept_and_dropped()[0]]
+            cached = key_value(attn, reference.to(dtype or attn.to_k.weight.dtype))  # (B', M, C) each
             bank.kv_cache[self.name] = cached
-        query, key, value = self_projections(attn, own)
-        return _attend(attn, query, torch.cat([key, cached[0]], 1), torch.cat([value, cached[1]], 1), mask)
+        return cached
 
     def self_attention(self, attn, hidden_states, mask, bank):
         if bank is None or self.name not in bank.features:
@@ -271,6 +284,24 @@ class ReferenceReaderProcessor(BankAwareAttnProcessor):
                                              None if mask is None else mask[dropped], bank)
         out = hidden_states.new_empty(hidden_states.shape[:2] + out_kept.shape[2:])  # (B, N, C)
         return out.index_copy(0, kept, out_kept).index_copy(0, dropped, out_dropped)
+
+
+@torch.no_grad()
+def cache_reference_projections(denoiser: torch.nn.Module, bank: ReferenceBank) -> None:
+    """Project the reference keys/values of every reader of ``denoiser`` into ``bank.kv_cache`` now.
+
+    Sampling calls this once per call, before the loop: every step then finds them cached, and a
+    compiled denoiser (``torch.compile``) sees the same code path at every step. The rows of kept and
+    dropped references are found here too.
+    """
+    if bank.keep is not None:
+        bank.kept_and_dropped()
+    if bank.all_dropped:
+        return
+    for module in denoiser.modules():
+        if (isinstance(module, Attention) and isinstance(module.processor, ReferenceReaderProcessor)
+                and module.processor.name in bank.features):
+            module.processor.cache_projections(module, bank)
 
 
 def spatial_self_attention_names(unet: torch.nn.Module) -> list[str]:

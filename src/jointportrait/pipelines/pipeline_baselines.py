@@ -118,6 +118,7 @@ class SeparateConditionalPipeline(PortraitPipelineBase):
             cond_z = encode_depth(self.vae, self.prepare_depth(depth, depth_valid, height, width).to(self.vae.dtype))
         bank = self.bank_rows(self.denoiser.encode_reference(refs.latents.to(self.unet.dtype), refs.embeddings),
                               refs, do_cfg)
+        bank = self.denoiser.prepare_for_sampling(bank)
         batch = refs.index.shape[0]
         ehs = self.sample_embeddings(refs, do_cfg)
         known = ChannelConditioning(cond_z[refs.index].to(self.unet.dtype), guided_rows=do_cfg)

@@ -80,6 +80,17 @@ class JointPortraitPipeline(PortraitPipelineBase):
         # processors unless the UNets carry them already (e.g. a trained module's UNets)
         self.joint_denoiser = JointDenoiser(unet, reference_unet)
 
+    def compile_denoiser(self, **compile_kwargs) -> None:
+        """``torch.compile`` the denoiser UNet (see :meth:`ReferenceNetDenoiser.compile_unet`); the first call
+        of each input size compiles."""
+        self.joint_denoiser.compile_unet(**compile_kwargs)
+
+    def enable_channels_last(self) -> None:
+        """Both UNets' weights in channels-last memory format (faster convolutions on some GPUs; measured
+        slower in fp32 on this project's CPUs, see BENCHMARKS.md)."""
+        for unet in (self.unet, self.reference_unet):
+            unet.to(memory_format=torch.channels_last)
+
     @property
     def is_inpainting_model(self) -> bool:
         return is_inpainting_unet(self.unet)
@@ -110,7 +121,7 @@ class JointPortraitPipeline(PortraitPipelineBase):
         """Run the ReferenceNet once (t = 0) on the references; rows aligned with the denoiser batch
         (``[uncond; cond]`` with guidance)."""
         bank = self.joint_denoiser.encode_reference(refs.latents.to(self.unet.dtype), refs.embeddings)
-        return self.bank_rows(bank, refs, do_cfg)
+        return self.joint_denoiser.prepare_for_sampling(self.bank_rows(bank, refs, do_cfg))
 
     # ----------------------------------------------------------- known domains
     def prepare_known_domains(self, refs: ReferenceInputs, image, depth, depth_valid, rgb_mask, depth_mask,
