@@ -8,10 +8,17 @@ aligned per-pixel median with an uncertainty map
 (:mod:`jointportrait.applications.ensemble`), and a processing resolution with
 resize or pad to a multiple of 8 and back to the input size
 (:mod:`jointportrait.applications.resolution`).
+
+A model fine-tuned into a one-step estimator (``pipe.is_one_step_depth``,
+``model.kind: one_step_depth``, in the manner of E2E-FT) is deterministic: it
+takes the one step it was trained on, from zero latents at the last timestep,
+and an ensemble would repeat the same map, so the step and ensemble options do
+not apply to it.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +29,8 @@ from jointportrait.applications.ensemble import ensemble_depths
 from jointportrait.applications.resolution import plan_processing
 from jointportrait.applications.sampling import native_resolution
 from jointportrait.conditioning import TASKS
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,6 +73,14 @@ def estimate_depth(
     plan = plan_processing((image.height, image.width), res, resize_mode, pipe.vae_scale_factor)
     model_image = plan.to_model(image)
     rgb_mask, depth_mask = TASKS["depth_estimation"].masks()
+    latents = None
+    if getattr(pipe, "is_one_step_depth", False):
+        if ensemble_size > 1 or num_inference_steps != 1:
+            logger.info("one-step depth model: one deterministic step, no ensemble (asked for %d step(s), "
+                        "ensemble %d)", num_inference_steps, ensemble_size)
+        num_inference_steps, ensemble_size, spacing = 1, 1, "trailing"
+        h, w = (s // pipe.vae_scale_factor for s in plan.model_hw)
+        latents = torch.zeros(1, 2 * pipe.joint_denoiser.latent_channels, h, w)  # the noise's mean
     out = pipe(
         reference if reference is not None else model_image,
         num_images_per_reference=ensemble_size,
@@ -75,6 +92,7 @@ def estimate_depth(
         depth_mask=depth_mask,
         inpaint_mode=inpaint_mode,
         generator=generator,
+        latents=latents,
         timestep_spacing=spacing,
         output_domains=("depth",),
         output_type="np",

@@ -68,6 +68,7 @@ class JointPortraitPipeline(PortraitPipelineBase):
         scheduler: KarrasDiffusionSchedulers,
         image_encoder: torch.nn.Module | None = None,
         reference_embedding: str | None = None,
+        one_step_depth: bool = False,
     ) -> None:
         super().__init__()
         self.register_modules(
@@ -75,10 +76,18 @@ class JointPortraitPipeline(PortraitPipelineBase):
         )
         # model_index.json says how cross-attention sees the reference: its CLIP embedding, or the null one
         self.register_to_config(reference_embedding=check_reference_embedding(reference_embedding, image_encoder))
+        # ... and whether the model was fine-tuned into a one-step depth estimator (training/stages/one_step.py)
+        self.register_to_config(one_step_depth=bool(one_step_depth))
         self._init_processors()
         # the denoiser view over the two registered UNets; it installs the reference-attention
         # processors unless the UNets carry them already (e.g. a trained module's UNets)
         self.joint_denoiser = JointDenoiser(unet, reference_unet)
+
+    @property
+    def is_one_step_depth(self) -> bool:
+        """True for a model fine-tuned to estimate depth in one deterministic step (``model.kind:
+        one_step_depth``): ``estimate_depth`` then takes that step from zero latents, with no ensemble."""
+        return bool(getattr(self.config, "one_step_depth", False))
 
     def compile_denoiser(self, **compile_kwargs) -> None:
         """``torch.compile`` the denoiser UNet (see :meth:`ReferenceNetDenoiser.compile_unet`); the first call
