@@ -129,3 +129,14 @@ def test_one_step_stage_trains_and_exports_a_one_step_model(synth_data, tmp_path
     before = load_joint_pipeline(start).unet.state_dict()
     after = pipe.unet.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the denoiser trained
+
+
+@pytest.mark.parametrize("name", ["one_step_depth", "tiny_one_step"])
+def test_shipped_one_step_configs_load(name):
+    from pathlib import Path
+
+    from jointportrait.training.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "train" / f"{name}.yaml")
+    assert cfg.model.kind == "one_step_depth" and cfg.model.in_channels == 18 and cfg.model.init_from
+    assert cfg.dataset_sources()

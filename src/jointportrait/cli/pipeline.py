@@ -30,6 +30,10 @@ def load_pipeline(model: ModelOptions, sampling: SamplingOptions | None = None):
     device = model.torch_device()
     diffusers_logging.disable_progress_bar()  # the CLI's own bars and one-line errors stay readable
     pipe = load_joint_pipeline(model.model, device=device, dtype=model.torch_dtype())
+    if model.channels_last:
+        pipe.enable_channels_last()
+    if model.compile:
+        pipe.compile_denoiser()
     if sampling is not None:
         if sampling.inpaint_mode == "conditioning" and not pipe.is_inpainting_model:
             raise InputError("--inpaint-mode conditioning needs an 18-channel (stage-2) model; this one has 8")
@@ -46,8 +50,59 @@ def estimate_with_options(pipe, image, model: ModelOptions, estimation: Estimati
         pipe, image, reference=reference, num_inference_steps=model.steps, ensemble_size=estimation.ensemble,
         processing_resolution=estimation.sampling.processing_resolution, resize_mode=estimation.resize_mode,
         spacing=estimation.timestep_spacing, inpaint_mode=estimation.sampling.inpaint_mode,
-        generator=model.generator(),
+        generator=model.generator(), vae_tiling=estimation.vae_tiling,
     )
+
+
+class BatchedEstimates:
+    """The depth estimates of a command's photos, ``batch_size`` photos per pipeline call.
+
+    Asking for a photo's estimate (``estimates(path)``) estimates the chunk of ``batch_size`` files it
+    belongs to, all at once, the first time one of them is asked for. ``load(path)`` reads a photo and
+    its reference (and may refuse it); a photo that could not be loaded raises its own error when its
+    estimate is asked for, and the rest of its chunk is estimated without it. Every photo gets the
+    generator of ``--seed``, as one-at-a-time estimation gives it.
+    """
+
+    def __init__(self, pipe, files: list[Path], load, model: ModelOptions, estimation: EstimationOptions,
+                 batch_size: int) -> None:
+        self.pipe, self.files, self.load = pipe, files, load
+        self.model, self.estimation, self.batch_size = model, estimation, batch_size
+        self.position = {path: i for i, path in enumerate(files)}
+        self.done: dict[Path, tuple] = {}  # path -> (image, estimate) or (error,)
+
+    def __call__(self, path: Path):
+        """``(image, DepthEstimate)`` of ``path``."""
+        if path not in self.done:
+            start = self.position[path] - self.position[path] % self.batch_size
+            self._estimate(self.files[start:start + self.batch_size])
+        entry = self.done.pop(path)
+        if isinstance(entry[0], Exception):
+            raise entry[0]
+        return entry
+
+    def _estimate(self, chunk: list[Path]) -> None:
+        from jointportrait.applications.depth_estimation import estimate_depths
+        from jointportrait.errors import JointPortraitError
+
+        loaded = []
+        for path in chunk:
+            try:
+                loaded.append((path, *self.load(path)))
+            except JointPortraitError as exc:
+                self.done[path] = (exc,)
+        if not loaded:
+            return
+        e, s = self.estimation, self.estimation.sampling
+        results = estimate_depths(
+            self.pipe, [image for _, image, _ in loaded], [ref for _, _, ref in loaded],
+            num_inference_steps=self.model.steps, ensemble_size=e.ensemble,
+            processing_resolution=s.processing_resolution, resize_mode=e.resize_mode, spacing=e.timestep_spacing,
+            inpaint_mode=s.inpaint_mode, generators=[self.model.generator() for _ in loaded],
+            batch_size=self.batch_size, vae_tiling=e.vae_tiling,
+        )
+        for (path, image, _), result in zip(loaded, results):
+            self.done[path] = (image, result)
 
 
 class DepthSource:

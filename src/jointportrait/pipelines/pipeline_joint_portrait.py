@@ -191,6 +191,7 @@ class JointPortraitPipeline(PortraitPipelineBase):
         output_domains: tuple[str, ...] = DOMAINS,
         output_type: str = "pil",
         return_dict: bool = True,
+        decode_chunk_size: int | None = None,
     ) -> PortraitPipelineOutput | tuple:
         """Sample RGB and depth.
 
@@ -214,11 +215,14 @@ class JointPortraitPipeline(PortraitPipelineBase):
             timestep_spacing: "trailing", "leading" or "linspace" for this call (None: the scheduler's own).
             output_domains: the domains to decode, ("rgb", "depth") or one of them; the other is None.
             output_type: "pil", "np", "pt" or "latent".
+            decode_chunk_size: decode at most this many samples at a time (None: all at once).
         """
         # 1. Check inputs
         self.check_inputs(reference_image, height, width, num_inference_steps, guidance_scale,
                           num_images_per_reference, image, depth, rgb_mask, depth_mask, inpaint_mode, output_type,
                           output_domains, generator)
+        if decode_chunk_size is not None and decode_chunk_size < 1:
+            raise ValueError(f"`decode_chunk_size` must be >= 1 or None, got {decode_chunk_size}")
         height, width = self.resolve_size(height, width, image)
         do_cfg = guidance_scale > 1.0
 
@@ -246,7 +250,7 @@ class JointPortraitPipeline(PortraitPipelineBase):
         latents = denoise(scheduler, latents, predict, known, guidance_scale, generator, self.progress_bar)
 
         # 6. Decode
-        out = self.decode(latents[:, :c], latents[:, c:], output_domains, output_type)
+        out = self.decode(latents[:, :c], latents[:, c:], output_domains, output_type, decode_chunk_size)
         self.maybe_free_model_hooks()
         if not return_dict:
             return out.images, out.depths

@@ -233,16 +233,24 @@ class PortraitPipelineBase(DiffusionPipeline):
 
     # ----------------------------------------------------------------- decoding
     def decode(self, rgb_latents: torch.Tensor | None, depth_latents: torch.Tensor | None,
-               output_domains: tuple[str, ...], output_type: str) -> PortraitPipelineOutput:
-        """Decode the domains asked for (latents pass through with ``output_type="latent"``)."""
+               output_domains: tuple[str, ...], output_type: str,
+               decode_chunk_size: int | None = None) -> PortraitPipelineOutput:
+        """Decode the domains asked for (latents pass through with ``output_type="latent"``), at most
+        ``decode_chunk_size`` latents at a time (None: all at once); the VAE decodes every sample on its own,
+        so chunks change memory, not results."""
         images = rgb_latents if "rgb" in output_domains else None
         depths = depth_latents if "depth" in output_domains else None
         if output_type == "latent":
             return PortraitPipelineOutput(images=images, depths=depths)
+
+        def chunked(decode, latents: torch.Tensor) -> torch.Tensor:
+            size = decode_chunk_size or latents.shape[0]
+            return torch.cat([decode(self.vae, part) for part in latents.split(size)])
+
         if images is not None:
-            images = self.image_processor.postprocess(decode_rgb(self.vae, images), output_type=output_type)
+            images = self.image_processor.postprocess(chunked(decode_rgb, images), output_type=output_type)
         if depths is not None:
-            depths = decode_depth(self.vae, depths)[:, 0].float()  # (N, H, W) in [0, 1]
+            depths = chunked(decode_depth, depths)[:, 0].float()  # (N, H, W) in [0, 1]
             if output_type != "pt":
                 depths = depths.cpu().numpy().astype(np.float32)
         return PortraitPipelineOutput(images=images, depths=depths)
