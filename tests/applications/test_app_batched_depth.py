@@ -64,20 +64,31 @@ def test_chunked_decoding_changes_nothing(tiny_stage2_model_dir):
 
 def test_vae_tiles_large_canvases_only_and_for_the_call_only(tiny_stage2_model_dir):
     pipe = load_joint_pipeline(tiny_stage2_model_dir)
-    native = pipe.vae.config.sample_size  # 64 px
-    with vae_tiling(pipe.vae, "auto", (2 * native, 2 * native)) as tiled:
-        assert not tiled and not pipe.vae.use_tiling  # four times the native area: not yet
-    with vae_tiling(pipe.vae, "auto", (2 * native, 2 * native + 8)) as tiled:
-        assert tiled and pipe.vae.use_tiling
-    assert not pipe.vae.use_tiling
-    with vae_tiling(pipe.vae, "off", (8 * native, 8 * native)) as tiled:
+    vae = pipe.vae
+    before = (vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size)
+    with vae_tiling(vae, "auto", (1024, 1024)) as tiled:
+        assert not tiled and not vae.use_tiling  # four 512 px tiles' area: not yet
+    with vae_tiling(vae, "auto", (1024, 1032)) as tiled:
+        assert tiled and vae.use_tiling and vae.tile_sample_min_size == 512
+        assert vae.tile_latent_min_size == 512 // pipe.vae_scale_factor
+    assert (vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size) == before
+    with vae_tiling(vae, "off", (4096, 4096)) as tiled:
         assert not tiled
-    photo = PIL.Image.fromarray(np.random.default_rng(1).integers(0, 255, (160, 160, 3), dtype=np.uint8))
-    plain = estimate_depth(pipe, photo, num_inference_steps=1, processing_resolution=0, vae_tiling="off",
-                           generator=torch.Generator().manual_seed(0))
-    tiled = estimate_depth(pipe, photo, num_inference_steps=1, processing_resolution=0,
-                           generator=torch.Generator().manual_seed(0))  # auto: 160 x 160 > 4 x 64 x 64
-    assert np.isfinite(tiled.depth).all() and tiled.depth.shape == (160, 160)
+    photo = PIL.Image.fromarray(np.random.default_rng(1).integers(0, 255, (96, 96, 3), dtype=np.uint8))
+    plain = estimate_depth(pipe, photo, num_inference_steps=1, processing_resolution=0,
+                           generator=torch.Generator().manual_seed(0))  # auto: a small canvas is not tiled
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr("jointportrait.applications.depth_estimation.VAE_TILE", 64)  # tiles smaller than the canvas
+    try:
+        import jointportrait.applications.depth_estimation as module
+
+        with vae_tiling(vae, "on", (96, 96), tile=module.VAE_TILE):
+            assert vae.tile_sample_min_size == 64
+        tiled = estimate_depth(pipe, photo, num_inference_steps=1, processing_resolution=0, vae_tiling="on",
+                               generator=torch.Generator().manual_seed(0))
+    finally:
+        monkey.undo()
+    assert np.isfinite(tiled.depth).all() and tiled.depth.shape == (96, 96)
     assert not np.array_equal(tiled.depth, plain.depth)  # the tiled VAE blends its tiles
     with pytest.raises(ValueError, match="vae_tiling"):
         estimate_depth(pipe, photo, vae_tiling="sometimes")

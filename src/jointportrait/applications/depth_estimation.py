@@ -46,23 +46,29 @@ class DepthEstimate:
 VAE_TILING = ("auto", "on", "off")
 
 
+VAE_TILE = 512  # pixels: the tile side of the tiled VAE (SD's VAE works at 512 px)
+
+
 @contextlib.contextmanager
-def vae_tiling(vae, mode: str, model_hw: tuple[int, int]) -> Iterator[bool]:
-    """diffusers' tiled VAE (``enable_tiling``) for the duration of a call: ``"on"``, ``"off"``, or ``"auto"``
-    for canvases of more than four times the VAE's native area (memory then stays bounded; tiles are
-    blended, so a tiled result differs slightly from an untiled one). Yields whether it tiles."""
+def vae_tiling(vae, mode: str, model_hw: tuple[int, int], tile: int = VAE_TILE) -> Iterator[bool]:
+    """diffusers' tiled VAE (``enable_tiling``) with ``tile``-pixel tiles for the duration of a call:
+    ``"on"``, ``"off"``, or ``"auto"`` for canvases of more than four tiles' area (memory then stays
+    bounded; tiles overlap and are blended, so a tiled result differs slightly from an untiled one).
+    Yields whether it tiles; the VAE's own tiling settings are restored afterwards."""
     if mode not in VAE_TILING:
         raise ValueError(f"`vae_tiling` must be one of {VAE_TILING}, got {mode!r}")
-    native = int(getattr(vae.config, "sample_size", 0) or 0)
-    tile = mode == "on" or (mode == "auto" and native > 0 and model_hw[0] * model_hw[1] > 4 * native * native)
-    was = bool(getattr(vae, "use_tiling", False))
-    if tile and not was:
-        vae.enable_tiling()
+    tiled = mode == "on" or (mode == "auto" and model_hw[0] * model_hw[1] > 4 * tile * tile)
+    if not tiled:
+        yield False
+        return
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    saved = (vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size)
+    vae.enable_tiling()
+    vae.tile_sample_min_size, vae.tile_latent_min_size = tile, tile // factor
     try:
-        yield tile
+        yield True
     finally:
-        if tile and not was:
-            vae.disable_tiling()
+        vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size = saved
 
 
 @torch.no_grad()
@@ -172,7 +178,7 @@ def _sample_members(pipe, model_images, references, generators, model_hw, steps,
         latents = torch.cat([randn_tensor(shape, generator=g, device=device, dtype=dtype) for g in generators])
         if any(g is not None for g in generators):  # a photo without a generator gets an unseeded one
             generator = [g if g is not None else _unseeded() for g in generators for _ in range(ensemble)]
-    with vae_tiling(pipe.vae, tiling, model_hw):
+    with vae_tiling(pipe.vae, tiling, model_hw, VAE_TILE):
         out = pipe(
             refs if len(refs) > 1 else refs[0],
             num_images_per_reference=ensemble,

@@ -164,7 +164,7 @@ class EstimationOptions:
         parser.add_argument("--timestep-spacing", default="trailing", choices=TIMESTEP_SPACINGS,
                             help="scheduler timestep spacing for depth estimation")
         parser.add_argument("--vae-tiling", default="auto", choices=VAE_TILING,
-                            help="tiled VAE: auto = for canvases over four times the VAE's native area")
+                            help="tiled VAE (512 px tiles): auto = for canvases over four tiles (1024 x 1024 px)")
         SamplingOptions.add_arguments(parser)
 
     @classmethod
