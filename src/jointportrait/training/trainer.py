@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from jointportrait.errors import JointPortraitError
 from jointportrait.training.checkpoint import TrainState, remove_incomplete, save_checkpoint
 from jointportrait.training.config import RunConfig, save_config
-from jointportrait.training.data import StepBatchSampler, build_datasets
+from jointportrait.training.data import StepBatchSampler
 from jointportrait.training.latent_cache import LatentCache
 from jointportrait.training.stages import STAGES, TrainingStage
 from jointportrait.training.validation import run_validation
@@ -102,11 +102,10 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
     stage_cls = STAGES[cfg.model.kind]  # the kind was checked when the config loaded
     # 1. Data first: a wrong path fails before anything is written or loaded
     if dataset is None:
-        dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.split, cfg.train.seed)
+        dataset = stage_cls.dataset(cfg, cfg.data.split, cfg.train.seed)
     if val_dataset is None and stage_cls.validates and cfg.validation.every > 0:
         try:
-            val_dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.val_split,
-                                         cfg.validation.seed, train=False)
+            val_dataset = stage_cls.dataset(cfg, cfg.data.val_split, cfg.validation.seed, train=False)
         except JointPortraitError:
             logger.warning("no '%s' split; validating on training samples", cfg.data.val_split)
             val_dataset = dataset
