@@ -22,6 +22,7 @@ initialisation is the classic cause of flickering videos.
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -55,7 +56,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         else:
             raise InputError(f"{path}: unknown weights format; expected {LAYOUT}")
-    except (OSError, RuntimeError, SafetensorError, ValueError) as exc:  # pickle refusals are RuntimeErrors
+    except (OSError, RuntimeError, SafetensorError, ValueError, pickle.UnpicklingError, EOFError) as exc:
         raise InputError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
@@ -72,11 +73,14 @@ def is_original_layout(state: dict[str, torch.Tensor]) -> bool:
 def position_tables(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The ``pos_encoder.pe`` tables of an original checkpoint (one per attention layer) under the diffusers
     name of their transformer block's table (one per block)."""
-    tables = {}
+    tables: dict[str, torch.Tensor] = {}
     for k, v in state.items():
         if k.endswith(".pos_encoder.pe"):
-            block = k.replace(".temporal_transformer", "").split(".attention_blocks.")[0]
-            tables[f"{block}.{POSITION_TABLE}"] = v
+            name = k.replace(".temporal_transformer", "").split(".attention_blocks.")[0] + f".{POSITION_TABLE}"
+            if name in tables and not torch.equal(tables[name], v):
+                raise MotionWeightsError(f"{k}: the position tables of one block differ; the motion modules "
+                                         "use one sinusoidal table")
+            tables[name] = v
     return tables
 
 
