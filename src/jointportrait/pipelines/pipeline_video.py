@@ -113,7 +113,9 @@ class JointPortraitVideoPipeline(PortraitPipelineBase):
         if "motion_adapter" not in kwargs and (folder / "motion_adapter").is_dir():
             adapter = load_motion_adapter(folder / "motion_adapter")
             dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
-            kwargs["motion_adapter"] = adapter.to(dtype=dtype) if dtype is not None else adapter
+            if dtype is not None and dtype != adapter.dtype:
+                adapter = adapter.to(dtype=dtype)
+            kwargs["motion_adapter"] = adapter
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @property
