@@ -94,6 +94,27 @@ def test_same_seed_same_video_and_motion_frames_matter(pipe):
     assert not np.allclose(a.images[3:], d.images[3:])  # the second sees the first
 
 
+def test_guidance_rows_are_whole_clips(pipe, monkeypatch):
+    # guidance doubles the clips ([uncond; cond]): both halves get the same motion frames, depth and frames
+    seen = []
+    forward = pipe.video_denoiser.forward
+
+    def spy(sample, t, ehs, num_frames=1, reference_bank=None, motion=None, **kwargs):
+        seen.append((sample.shape[0], ehs.shape[0], num_frames, motion.batch_size, reference_bank.batch_size,
+                     reference_bank.keep.tolist()))
+        return forward(sample, t, ehs, num_frames=num_frames, reference_bank=reference_bank, motion=motion, **kwargs)
+
+    monkeypatch.setattr(pipe.video_denoiser, "forward", spy)
+    reference, depths = _driving(4)
+    guided = pipe(reference, depths, clip_length=3, motion_frames=1, num_inference_steps=1, guidance_scale=3.0,
+                  generator=torch.Generator().manual_seed(0))
+    assert seen[0] == (6, 2, 3, 2, 6, [False] * 3 + [True] * 3) and seen[-1][:3] == (2, 2, 1)
+    monkeypatch.undo()
+    plain = pipe(reference, depths, clip_length=3, motion_frames=1, num_inference_steps=1,
+                 generator=torch.Generator().manual_seed(0))
+    assert not np.allclose(guided.images, plain.images)
+
+
 def test_zero_motion_video_equals_the_image_pipelines_depth_to_image(pipe):
     # the same UNets with zero motion output: every frame is the image pipeline's depth-to-image sample
     adapter = build_motion_adapter(pipe.unet, zero_output=True)
