@@ -13,8 +13,8 @@ import torch
 
 from jointportrait.applications.animation import driving_kind, retarget_track
 from jointportrait.cli.main import main
-from jointportrait.data.face_model import NUM_EXPRESSION, NUM_IDENTITY, load_face_model
 from jointportrait.data.manifest import write_manifest
+from jointportrait.face_models import NUM_EXPRESSION, NUM_IDENTITY, load_face_model
 from jointportrait.tracking.params import TrackParams
 from jointportrait.tracking.tracker import render_fit
 
@@ -133,8 +133,8 @@ def test_retargeting_renders_the_references_identity_with_the_drivers_motion(tmp
     driver = _write_track(tmp_path / "driver", model, torch.randn(1, NUM_IDENTITY, generator=g))
     reference = _write_track(tmp_path / "reference", model, torch.randn(1, NUM_IDENTITY, generator=g) * 2, frames=1)
     assert driving_kind(tmp_path / "driver") == "track"
-    own = retarget_track(tmp_path / "driver", face_model_path=face_model_path)
-    moved = retarget_track(tmp_path / "driver", tmp_path / "reference", face_model_path=face_model_path)
+    own = retarget_track(tmp_path / "driver", face_model=face_model_path)
+    moved = retarget_track(tmp_path / "driver", tmp_path / "reference", face_model=face_model_path)
     driver.identity = reference.identity
     expected, mask, _, _ = render_fit(model, driver, 48, 48)
     assert len(moved) == 3 and moved.fps == 30.0
@@ -148,10 +148,9 @@ def test_animate_a_track_folder(tmp_path, inputs, video_model, face_model_path):
     model = load_face_model(face_model_path)
     _write_track(tmp_path / "driver", model, torch.zeros(1, NUM_IDENTITY))
     _write_track(tmp_path / "ref", model, torch.ones(1, NUM_IDENTITY), frames=1)
-    extra = ["--face-model", face_model_path] if face_model_path else []
-    out = tmp_path / "t"
+    out = tmp_path / "t"  # the face model is the one the track records
     assert _run(["--model", video_model, "--reference", inputs / "reference.jpg", "--driving", tmp_path / "driver",
-                 "--reference-track", tmp_path / "ref", "--out", out, *FAST, *extra]) == 0
+                 "--reference-track", tmp_path / "ref", "--out", out, *FAST]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["driving"]["kind"] == "track" and run["driving"]["identity"] == str(tmp_path / "ref")
 

@@ -33,10 +33,10 @@ import torch
 
 from jointportrait.applications.depth_estimation import estimate_depth
 from jointportrait.applications.sampling import native_resolution
-from jointportrait.data.face_model import default_face_model_path, load_face_model
 from jointportrait.data.manifest import MANIFEST_NAME
 from jointportrait.errors import InputError, MissingPathError
 from jointportrait.evaluation.seams import SeamScore, seam_score
+from jointportrait.face_models import FACE_MODELS, FaceModel, load_face_model
 from jointportrait.io import load_depth
 from jointportrait.tracking.params import TrackParams
 from jointportrait.tracking.tracker import render_fit
@@ -166,16 +166,27 @@ def _frame_size(folder: Path) -> tuple[int, int]:
         return img.height, img.width
 
 
+def _tracked_face_model(recorded: str | None, spec: str | Path | None, where: Path) -> FaceModel:
+    """The face model a track was fitted with: ``spec`` (a name or ``.npz`` path) when given, else the registered
+    model whose name the track recorded; it must be the recorded one."""
+    if spec is None:
+        names = [n for n in FACE_MODELS if load_face_model(n).name == recorded]
+        spec = names[0] if names else None
+    model = load_face_model(spec)
+    if recorded is not None and model.name != recorded:
+        raise InputError(f"{where}: tracked with the {recorded} face model, not {model.name}; pass that model "
+                         "with --face-model")
+    return model
+
+
 def retarget_track(path: str | Path, reference_track: str | Path | None = None,
-                   face_model_path: str | Path | None = None, num_frames: int | None = None) -> DrivingDepth:
+                   face_model: str | Path | None = None, num_frames: int | None = None) -> DrivingDepth:
     """Depth rendered from a ``track`` folder: the driver's expression and head pose (and camera), the
-    identity of ``reference_track`` (the reference person's ``track`` folder; default: the driver's own)."""
+    identity of ``reference_track`` (the reference person's ``track`` folder; default: the driver's own).
+    ``face_model``: a registered name or ``.npz`` path (default: the one the track records)."""
     path = Path(path)
     params, summary = _track_params(path)
-    model = load_face_model(face_model_path or default_face_model_path(), strict=face_model_path is not None)
-    if summary.get("face_model") not in (None, model.name):
-        raise InputError(f"{path}: tracked with the {summary['face_model']} face model, but {model.name} is "
-                         "available; pass the same face model (--face-model)")
+    model = _tracked_face_model(summary.get("face_model"), face_model, path)
     identity_from = "driver"
     if reference_track is not None:
         ref_params, ref_summary = _track_params(Path(reference_track))
@@ -198,7 +209,7 @@ def retarget_track(path: str | Path, reference_track: str | Path | None = None,
 
 
 def load_driving(path: str | Path, *, num_frames: int | None = None, image_pipe_factory=None,
-                 reference_track: str | Path | None = None, face_model_path: str | Path | None = None,
+                 reference_track: str | Path | None = None, face_model: str | Path | None = None,
                  estimation_steps: int = 1, generator: torch.Generator | None = None,
                  progress: Callable[[int], None] | None = None) -> DrivingDepth:
     """The driving depth of ``path`` (see the module docstring); ``image_pipe_factory()`` gives the image
@@ -207,7 +218,7 @@ def load_driving(path: str | Path, *, num_frames: int | None = None, image_pipe_
     if kind == "depth":
         driving = load_depth_folder(path, num_frames)
     elif kind == "track":
-        driving = retarget_track(path, reference_track, face_model_path, num_frames)
+        driving = retarget_track(path, reference_track, face_model, num_frames)
     else:
         driving = estimate_driving_depth(image_pipe_factory(), path, num_frames, estimation_steps, generator,
                                          progress)

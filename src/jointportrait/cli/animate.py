@@ -18,8 +18,9 @@ import math
 import time
 from pathlib import Path
 
-from jointportrait.cli.common import add_model_arguments
-from jointportrait.errors import InputError, OutputExistsError
+from jointportrait.cli.options import ModelOptions, OutputOptions, add_face_model_argument
+from jointportrait.cli.writers import check_outputs_free
+from jointportrait.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--driving", type=Path, required=True,
                         help="folder of depth maps (.npy / 16-bit .png, sorted by name), video file or frame "
                              "folder (depth estimated per frame), or a folder written by jointportrait track")
-    add_model_arguments(parser, steps=25)
+    ModelOptions.add_arguments(parser, steps=25)
+    OutputOptions.add_arguments(parser)
     parser.add_argument("--num-frames", type=int, default=None, help="frames to make (default: all of the source)")
     parser.add_argument("--clip-length", type=int, default=14, help="frames generated at once (paper: 14)")
     parser.add_argument("--motion-frames", type=int, default=4,
@@ -41,8 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-track", type=Path, default=None,
                         help="with a track folder as --driving: the reference person's track folder, whose "
                              "identity shapes the rendered depth (default: the driver's own)")
-    parser.add_argument("--face-model", type=Path, default=None,
-                        help="face model .npz of the track folders (default: the shared ICT model if present)")
+    add_face_model_argument(parser)
     parser.add_argument("--estimation-steps", type=int, default=1,
                         help="denoising steps per frame when the depth of a driving video is estimated")
 
@@ -85,39 +86,35 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from jointportrait.applications.animation import animate, driving_kind, load_driving
-    from jointportrait.cli.common import generator_for, parse_device, torch_dtype
     from jointportrait.io import colorize_depth, load_image, save_depth_npy, save_image
     from jointportrait.loading import load_video_pipeline
     from jointportrait.tracking.video import write_video
 
     _check(args)
+    model, output = ModelOptions.from_args(args), OutputOptions.from_args(args)
     kind = driving_kind(args.driving)
-    if args.steps < 1:
-        raise InputError(f"--steps must be >= 1, got {args.steps}")
     reference = load_image(args.reference)
     diffusers_logging.disable_progress_bar()  # the command's own bars and one-line errors stay readable
     timings = {}
     start = time.perf_counter()
-    pipe = load_video_pipeline(args.model, device=parse_device(args.device), dtype=torch_dtype(args.dtype))
+    pipe = load_video_pipeline(model.model, device=model.torch_device(), dtype=model.torch_dtype())
     timings["load_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     with tqdm(desc="driving depth", unit="frame", disable=kind != "video") as bar:
         driving = load_driving(args.driving, num_frames=args.num_frames, image_pipe_factory=pipe.image_pipeline,
-                               reference_track=args.reference_track, face_model_path=args.face_model,
-                               estimation_steps=args.estimation_steps, generator=generator_for(args),
+                               reference_track=args.reference_track, face_model=args.face_model,
+                               estimation_steps=args.estimation_steps, generator=model.generator(),
                                progress=lambda done: bar.update(done - bar.n))
     timings["driving_s"] = time.perf_counter() - start
-    existing = [p for p in output_paths(args.out, len(driving)) if p.exists()]
-    if existing and not args.overwrite:
-        raise OutputExistsError(f"{existing[0]}: exists already (pass --overwrite to replace it)")
+    check_outputs_free(output_paths(output.out, len(driving)), output.overwrite)
 
     with tqdm(total=len(driving), desc="animate", unit="frame") as bar:
         try:
             result = animate(pipe, reference, driving, clip_length=args.clip_length,
-                             motion_frames=args.motion_frames, num_inference_steps=args.steps,
+                             motion_frames=args.motion_frames, num_inference_steps=model.steps,
                              guidance_scale=args.guidance_scale, size=args.size,
-                             independent_clips=args.independent_clips, generator=generator_for(args),
+                             independent_clips=args.independent_clips, generator=model.generator(),
                              on_clip_end=lambda clip, done: bar.update(done - bar.n))
         except ValueError as exc:  # the pipeline's check_inputs names the argument
             raise InputError(str(exc).replace("`", "")) from None
@@ -125,25 +122,25 @@ def run(args: argparse.Namespace) -> int:
     timings["seconds_per_frame"] = result.seconds / len(driving)
 
     start = time.perf_counter()
-    frames_dir = args.out / "frames"
+    frames_dir = output.out / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
     side_by_side = []
     for i, (image, depth) in enumerate(zip(result.images, result.depths)):
         rgb = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
-        save_image(frames_dir / f"{i:04d}_rgb.png", rgb, overwrite=args.overwrite)
-        save_depth_npy(frames_dir / f"{i:04d}_depth.npy", depth, overwrite=args.overwrite)
+        save_image(frames_dir / f"{i:04d}_rgb.png", rgb, overwrite=output.overwrite)
+        save_depth_npy(frames_dir / f"{i:04d}_depth.npy", depth, overwrite=output.overwrite)
         side_by_side.append(np.concatenate([rgb, colorize_depth(depth, lo=0.0, hi=1.0)], axis=1))
-    for stale in (args.out / "animation.mp4", args.out / "animation.gif"):
+    for stale in (output.out / "animation.mp4", output.out / "animation.gif"):
         stale.unlink(missing_ok=True)  # --overwrite: the writer may fall back to the other format
-    video_path = write_video(args.out / "animation.mp4", np.stack(side_by_side), args.fps)
+    video_path = write_video(output.out / "animation.mp4", np.stack(side_by_side), args.fps)
     timings["write_s"] = time.perf_counter() - start
 
     record = {
         "command": "animate",
         "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                       if not k.startswith("_") and k != "command"},
-        "seed": args.seed,
-        "model": str(args.model),
+        "seed": model.seed,
+        "model": str(model.model),
         "model_channels": pipe.unet.config.in_channels,
         "driving": {"kind": driving.kind, "frames": len(driving), "fps": driving.fps, **driving.notes},
         "frames": len(driving),
@@ -154,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
         "video": video_path.name,
         "torch": torch.__version__,
     }
-    (args.out / "run.json").write_text(json.dumps(record, indent=1) + "\n")
+    (output.out / "run.json").write_text(json.dumps(record, indent=1) + "\n")
     seam = result.seam.score
-    print(f"wrote {len(driving)} frames in {len(result.clip_starts)} clips to {args.out} "
+    print(f"wrote {len(driving)} frames in {len(result.clip_starts)} clips to {output.out} "
           f"({video_path.name}; {timings['seconds_per_frame']:.2f} s/frame; "
           f"seam score {'n/a' if not math.isfinite(seam) else f'{seam:.3f}'})")
     return 0
