@@ -76,6 +76,16 @@ class JointPortraitVideoPipelineOutput(BaseOutput):
     clip_starts: list[int]
 
 
+def per_frame(maps) -> list:
+    """A list with one map per frame: a list/tuple as it is, an ``(N, H, W)`` array or tensor split, one
+    ``(H, W)`` map as a one-frame list."""
+    if isinstance(maps, (list, tuple)):
+        return list(maps)
+    if isinstance(maps, (np.ndarray, torch.Tensor)) and maps.ndim == 3:
+        return list(maps)
+    return [maps]
+
+
 def clip_bounds(num_frames: int, clip_length: int) -> list[tuple[int, int]]:
     """``[start, end)`` of the clips that cover ``num_frames`` frames (the last one may be shorter)."""
     return [(s, min(s + clip_length, num_frames)) for s in range(0, num_frames, clip_length)]
@@ -244,12 +254,10 @@ class JointPortraitVideoPipeline(PortraitPipelineBase):
             on_clip_end: called with ``(clip index, frames done)`` after each clip.
         """
         # 1. Check inputs
-        depths = as_batch(depth) if not isinstance(depth, (np.ndarray, torch.Tensor)) or depth.ndim != 3 \
-            else list(depth)
+        depths = per_frame(depth)
         self.check_inputs(reference_image, depths, num_inference_steps, guidance_scale, height, width,
                           clip_length, motion_frames, inpaint_mode, output_type, output_domains, latents)
-        valids = None if depth_valid is None else list(depth_valid) if not isinstance(depth_valid, list) \
-            else depth_valid
+        valids = per_frame(depth_valid) if depth_valid is not None else None
         if valids is not None and len(valids) != len(depths):
             raise ValueError(f"`depth_valid` must have one mask per frame ({len(depths)}), got {len(valids)}")
         height, width = self.resolve_size(height, width)
