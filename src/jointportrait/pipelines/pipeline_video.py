@@ -94,7 +94,8 @@ def clip_bounds(num_frames: int, clip_length: int) -> list[tuple[int, int]]:
 class JointPortraitVideoPipeline(PortraitPipelineBase):
     """Reference image + driving depth maps -> a video of RGB and depth frames."""
 
-    model_cpu_offload_seq = "image_encoder->reference_unet->unet->vae"
+    # no model_cpu_offload_seq: the video denoiser runs the UNets' layers directly (models/unet_walk.py),
+    # past the forward hooks that model offloading moves modules with
     _optional_components = ["image_encoder"]
 
     def __init__(
