@@ -26,6 +26,13 @@ TIMESTEP_SPACINGS = ("trailing", "leading", "linspace")
 RESIZE_MODES = ("resize", "pad")
 
 
+def torch_dtype(name: str):
+    """``--dtype`` as a ``torch.dtype``."""
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
 def parse_device(name: str):
     """A ``--device`` value as a ``torch.device``; an unknown name or a missing GPU is a one-line error."""
     import torch
@@ -97,9 +104,7 @@ class ModelOptions:
         return parse_device(self.device)
 
     def torch_dtype(self):
-        import torch
-
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
+        return torch_dtype(self.dtype)
 
     def generator(self):
         """A CPU torch generator seeded with ``--seed`` (the same seed gives the same output on any device)."""

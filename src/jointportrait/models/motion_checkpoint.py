@@ -4,14 +4,17 @@ initialized from AnimateDiff").
 Two sources load into a diffusers :class:`~diffusers.MotionAdapter`:
 
 - a ``MotionAdapter`` folder as ``save_pretrained`` writes it (``config.json`` and
-  ``diffusion_pytorch_model.safetensors`` or ``.bin``);
+  ``diffusion_pytorch_model.safetensors``; like every model folder of the project it is
+  read from safetensors only, :mod:`jointportrait.model_files`);
 - an original AnimateDiff checkpoint (``mm_sd_v15*.ckpt`` / ``.safetensors``, keys
   ``down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.to_q.weight``),
   renamed with diffusers' ``convert_animatediff_checkpoint_to_diffusers``; the adapter's
   config then comes from the denoiser it is meant for (channels, modules per block,
   norm groups) and from the checkpoint (a mid-block module or not; the length of the
   position table, from ``pos_encoder.pe``, which must equal the sinusoidal table the
-  adapter builds). Pickled checkpoints are read with ``torch.load(weights_only=True)``.
+  adapter builds). AnimateDiff publishes pickled ``.ckpt`` files: they are read with
+  ``torch.load(weights_only=True)``, which unpickles tensors and plain containers only
+  and refuses anything that would run code.
 
 Loading fails loudly: every parameter of the adapter must come from the file with
 its shape, and nothing in the file may be left over (only the fixed position
@@ -21,7 +24,6 @@ initialisation is the classic cause of flickering videos.
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -32,11 +34,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from jointportrait.errors import InputError, MissingPathError
+from jointportrait.model_files import check_component_folder, check_safetensors, read_json
 from jointportrait.models.motion import MAX_FRAMES, check_adapter_fits, motion_adapter_config
 
 ORIGINAL_MARKER = ".temporal_transformer."
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-FOLDER_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+FOLDER_WEIGHTS = "diffusion_pytorch_model.safetensors"
 POSITION_TABLE = "pos_embed.pe"  # a fixed sinusoidal buffer: recomputed when a file lacks it
 LAYOUT = ("a MotionAdapter folder (config.json + diffusion_pytorch_model.safetensors) or an AnimateDiff motion "
           "checkpoint (.ckpt / .safetensors)")
@@ -51,6 +54,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     a DDP ``module.`` prefix."""
     try:
         if path.suffix == ".safetensors":
+            check_safetensors(path)
             state = load_file(str(path))
         elif path.suffix in PICKLE_SUFFIXES:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -124,12 +128,12 @@ def _adapter_from_original(state: dict[str, torch.Tensor], unet: UNet2DCondition
 
 
 def _adapter_from_folder(path: Path) -> MotionAdapter:
-    config = path / "config.json"
-    weights = next((path / name for name in FOLDER_WEIGHTS if (path / name).is_file()), None)
-    if not config.is_file() or weights is None:
+    config, weights = path / "config.json", path / FOLDER_WEIGHTS
+    check_component_folder(path)  # JSON parses, safetensors complete, no pickle-only folder
+    if not config.is_file() or not weights.is_file():
         raise MissingPathError(f"{path}: expected {LAYOUT}")
     try:
-        adapter = MotionAdapter.from_config(json.loads(config.read_text()))
+        adapter = MotionAdapter.from_config(read_json(config))
     except (ValueError, TypeError) as exc:
         raise InputError(f"{config}: not a MotionAdapter config ({exc})") from None
     state = read_state_dict(weights)
