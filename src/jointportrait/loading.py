@@ -11,7 +11,9 @@ checkpoint (converted offline with the bundled LDM config), or a tiny random
 model with the same layout for tests and trials. Only safetensors weights are
 read (a pickle can run code); every folder is checked first
 (:mod:`jointportrait.model_files`), so a truncated weights file or a broken JSON
-file is one error naming that file.
+file is one error naming that file. A video model (paper Sec. 5.5) is the same
+folder plus ``motion_adapter/`` (a diffusers ``MotionAdapter``: a new one, or one
+loaded from a MotionAdapter folder or an AnimateDiff checkpoint).
 """
 
 from __future__ import annotations
@@ -36,13 +38,16 @@ from jointportrait.model_files import (
     read_json,
 )
 from jointportrait.models.components import BaseComponents, ModelComponents
+from jointportrait.models.motion import build_motion_adapter, zero_motion_output
+from jointportrait.models.motion_checkpoint import load_motion_adapter
 from jointportrait.models.widen import widen_unet
-from jointportrait.pipelines import PIPELINES, JointPortraitPipeline
+from jointportrait.pipelines import PIPELINES, JointPortraitPipeline, JointPortraitVideoPipeline
 
 logger = logging.getLogger(__name__)
 
 NO_IMAGE_ENCODER = "none"  # the null embedding by choice
 BASE_LAYOUT = "a Stable Diffusion 1.5 folder in diffusers layout (unet/, vae/, scheduler/; optional image_encoder/)"
+VIDEO_LAYOUT = "a video model folder (a joint model folder with motion_adapter/)"
 JOINT_LAYOUT = "a joint model folder (model_index.json, unet/, reference_unet/, vae/, scheduler/)"
 
 
@@ -150,14 +155,31 @@ def joint_components_from_base(base: BaseComponents) -> ModelComponents:
                            image_encoder=base.image_encoder)
 
 
+def _pipeline(components: ModelComponents, video: bool, motion_adapter: str | Path | None, seed: int,
+              zero_motion: bool) -> JointPortraitPipeline | JointPortraitVideoPipeline:
+    """The image pipeline of ``components``, or the video pipeline when ``video`` or ``motion_adapter``."""
+    if not video and motion_adapter is None:
+        return JointPortraitPipeline(**components.pipeline_kwargs())
+    adapter = (load_motion_adapter(motion_adapter, components.unet) if motion_adapter is not None
+               else build_motion_adapter(components.unet, seed=seed, zero_output=True))
+    if zero_motion:
+        zero_motion_output(adapter)
+    return JointPortraitVideoPipeline(**components.pipeline_kwargs(), motion_adapter=adapter)
+
+
 def create_joint_model(base_model: str | Path, out: str | Path | None = None,
-                       image_encoder: str | Path | None = None) -> JointPortraitPipeline:
+                       image_encoder: str | Path | None = None, video: bool = False,
+                       motion_adapter: str | Path | None = None, zero_motion: bool = False,
+                       ) -> JointPortraitPipeline | JointPortraitVideoPipeline:
     """Build a :class:`JointPortraitPipeline` from a local SD 1.5 model; save it to ``out`` if given.
 
     ``image_encoder``: a local CLIP vision folder, ``"none"``, or None (see :func:`resolve_image_encoder`).
+    ``video`` / ``motion_adapter``: a :class:`JointPortraitVideoPipeline` with a new motion adapter (zero
+    output: it starts as the image model) or the one at ``motion_adapter`` (a MotionAdapter folder or an
+    AnimateDiff checkpoint; ``zero_motion`` zeroes its output).
     """
     base = load_base_components(base_model, image_encoder)
-    pipe = JointPortraitPipeline(**joint_components_from_base(base).pipeline_kwargs())
+    pipe = _pipeline(joint_components_from_base(base), video, motion_adapter, 0, zero_motion)
     if out is not None:
         pipe.save_pretrained(out, safe_serialization=True)
     return pipe
@@ -211,24 +233,53 @@ def _tiny_base(sample_size: int, with_image_encoder: bool, cross_attention_dim: 
     return BaseComponents(unet=unet, vae=vae, scheduler=scheduler, image_encoder=image_encoder)
 
 
-def create_tiny_joint_model(out: str | Path | None = None, seed: int = 0,
-                            with_image_encoder: bool = False) -> JointPortraitPipeline:
-    """A small random joint model with the real layout (for tests and trying the pipelines without weights)."""
+def create_tiny_joint_model(out: str | Path | None = None, seed: int = 0, with_image_encoder: bool = False,
+                            video: bool = False, motion_adapter: str | Path | None = None,
+                            zero_motion: bool = False) -> JointPortraitPipeline | JointPortraitVideoPipeline:
+    """A small random joint model with the real layout (for tests and trying the pipelines without weights);
+    with ``video`` or ``motion_adapter`` a video model (see :func:`create_joint_model`)."""
     base = tiny_base_components(seed=seed, with_image_encoder=with_image_encoder)
-    pipe = JointPortraitPipeline(**joint_components_from_base(base).pipeline_kwargs())
+    pipe = _pipeline(joint_components_from_base(base), video, motion_adapter, seed, zero_motion)
     if out is not None:
         pipe.save_pretrained(out, safe_serialization=True)
     return pipe
 
 
+def _is_video_folder(path: Path) -> bool:
+    index = path / "model_index.json"
+    if not index.is_file():
+        return False
+    recorded = read_json(index)
+    return isinstance(recorded, dict) and recorded.get("_class_name") == JointPortraitVideoPipeline.__name__
+
+
 def load_joint_pipeline(path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> JointPortraitPipeline:
-    """Load a saved joint model folder as a :class:`JointPortraitPipeline`."""
+    """Load a saved joint model folder as a :class:`JointPortraitPipeline` (of a video model folder: the image
+    pipeline over its modules)."""
     path = Path(path)
     _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
+    if _is_video_folder(path):
+        return load_video_pipeline(path, device, dtype).image_pipeline()
     check_model_folder(path, ("unet", "reference_unet", "vae", "scheduler", "image_encoder"))
     with model_load_errors(path, JOINT_LAYOUT):
         pipe = JointPortraitPipeline.from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def load_video_pipeline(path: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> JointPortraitVideoPipeline:
+    """Load a saved video model folder (a joint model folder with ``motion_adapter/``), motion weights strictly."""
+    path = Path(path)
+    _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
+    if not _is_video_folder(path) or not (path / "motion_adapter").is_dir():
+        raise MissingPathError(f"{path}: not a video model (no motion_adapter/); make one with "
+                               "jointportrait create --video or train stage 3 (model.kind: motion)")
+    check_model_folder(path, ("unet", "reference_unet", "vae", "scheduler", "image_encoder", "motion_adapter"))
+    with model_load_errors(path, VIDEO_LAYOUT):
+        pipe = JointPortraitVideoPipeline.from_pretrained(path, dtype=dtype, local_files_only=True,
+                                                          use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

@@ -29,10 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "estimate-depth": ("estimate_depth", "photo -> relative depth, colour map and normals"),
     "depth-to-image": ("depth_to_image", "depth map + identity reference -> portraits"),
     "edit": ("edit", "regenerate a photo inside a mask to follow an edited depth"),
+    "animate": ("animate", "reference image + driving depth / video / track -> a video of RGB and depth"),
     "relight": ("relight", "photo + depth -> normals, diffuse shading and a relit photo"),
     "export": ("export", "photo + depth -> coloured point cloud or mesh (PLY, OBJ, GLB)"),
     "evaluate": ("evaluate", "depth / image / video metrics of the paper's Tables 1-3 over folders"),
-    "train": ("train", "train stage 1 (joint learning) or stage 2 (inpainting fine-tune) on accelerate"),
+    "train": ("train", "train stage 1 (joint learning), 2 (inpainting fine-tune) or 3 (motion) on accelerate"),
     "track": ("track", "video -> 68-point landmarks (detected or given) -> tracked face model, pseudo "
                        "ground-truth depth, manifest"),
     "landmarks": ("landmarks", "photo(s) or video -> detected faces' 68-point landmarks (.npy / .json)"),

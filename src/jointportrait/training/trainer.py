@@ -39,7 +39,7 @@ from jointportrait.data.datasets import DrawDataset
 from jointportrait.errors import JointPortraitError, TrainingStopped
 from jointportrait.training.checkpoint import TrainState, load_checkpoint, remove_incomplete, save_checkpoint
 from jointportrait.training.config import RunConfig, save_config
-from jointportrait.training.data import StepBatchSampler, build_datasets
+from jointportrait.training.data import StepBatchSampler
 from jointportrait.training.latent_cache import cache_latents
 from jointportrait.training.run_lock import run_lock
 from jointportrait.training.stages import STAGES, TrainingStage
@@ -115,11 +115,10 @@ def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dat
     stage_cls = STAGES[cfg.model.kind]  # the kind was checked when the config loaded
     # 1. Data first: a wrong path fails before anything is written or loaded
     if dataset is None:
-        dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.split, cfg.train.seed)
+        dataset = stage_cls.dataset(cfg, cfg.data.split, cfg.train.seed)
     if val_dataset is None and stage_cls.validates and cfg.validation.every > 0:
         try:
-            val_dataset = build_datasets(cfg.dataset_sources(), cfg.data.resolution, cfg.data.val_split,
-                                         cfg.validation.seed, train=False)
+            val_dataset = stage_cls.dataset(cfg, cfg.data.val_split, cfg.validation.seed, train=False)
         except JointPortraitError:
             logger.warning("no '%s' split; validating on training samples", cfg.data.val_split)
             val_dataset = dataset

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
+from torch.utils.data import Dataset
 
 from jointportrait.training.config import RunConfig
+from jointportrait.training.data import build_datasets
 
 
 class StageLoss(Protocol):
@@ -41,6 +43,14 @@ class TrainingStage(ABC):
         self.model: torch.nn.Module
         self.frozen: dict[str, torch.nn.Module | None] = {}
         self._export_frozen: dict[str, torch.nn.Module | None] | None = None
+
+    # ------------------------------------------------------------- data
+    @classmethod
+    def dataset(cls, cfg: RunConfig, split: str, seed: int, train: bool = True) -> Dataset:
+        """The stage's training (``train``) or validation set from ``cfg.data``: frames with a reference by
+        default (a stage that reads clips overrides this). Built before the stage, so a wrong path fails
+        before anything is loaded."""
+        return build_datasets(cfg.dataset_sources(), cfg.data.resolution, split, seed, train=train)
 
     # ----------------------------------------------------------- set-up
     def prepare(self, device: torch.device, weight_dtype: torch.dtype) -> None:
