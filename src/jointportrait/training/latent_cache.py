@@ -34,12 +34,14 @@ class LatentCache(Dataset):
         dataset: a map-style dataset of dict items (``image``, ``depth``, ``reference`` for latents).
         vae: the frozen ``AutoencoderKL`` of the run, or None.
         batch_size: items encoded at once.
+        keys: the item keys to encode (those of :data:`LATENT_SOURCES` that the stage's loss reads).
     """
 
-    def __init__(self, dataset: Dataset, vae=None, batch_size: int = 32) -> None:
+    def __init__(self, dataset: Dataset, vae=None, batch_size: int = 32,
+                 keys: tuple[str, ...] = LATENT_SOURCES) -> None:
         self.items = [dataset[i] for i in range(len(dataset))]
         if vae is not None:
-            keys = [k for k in LATENT_SOURCES if k in self.items[0]]
+            keys = [k for k in LATENT_SOURCES if k in keys and k in self.items[0]]
             with torch.no_grad():
                 for start in range(0, len(self.items), batch_size):
                     chunk = self.items[start:start + batch_size]

@@ -16,9 +16,12 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 
+from jointportrait.latent_codec import LATENT_SOURCES
 from jointportrait.training.config import RunConfig
+from jointportrait.training.validation import validation_grid
 
 
 class StageLoss(Protocol):
@@ -35,6 +38,8 @@ class TrainingStage(ABC):
 
     #: the trainer samples a validation grid with :meth:`pipeline` every ``validation.every`` steps
     validates: bool = False
+    #: the batch keys whose latents a latent cache (``data.cache_latents``) encodes once
+    latent_keys: tuple[str, ...] = LATENT_SOURCES
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -77,6 +82,11 @@ class TrainingStage(ABC):
     def pipeline(self, model: torch.nn.Module):
         """A pipeline over the unwrapped trained ``model`` and the frozen parts (for validation)."""
         raise NotImplementedError(f"{type(self).__name__} has no sampling pipeline")
+
+    def validation_grid(self, pipe, samples: list[dict], num_inference_steps: int, guidance_scale: float,
+                        seed: int) -> np.ndarray:
+        """The validation image ``(rows * H, columns * W, 3)`` uint8 sampled with :meth:`pipeline`'s ``pipe``."""
+        return validation_grid(pipe, samples, num_inference_steps, guidance_scale, seed)
 
     @abstractmethod
     def export(self, model: torch.nn.Module, out: Path) -> None:
