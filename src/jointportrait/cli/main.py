@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train stage 1 (joint learning) or stage 2 (inpainting fine-tune) on accelerate"),
     "track": ("track", "video + 68-point landmarks -> tracked face model, pseudo ground-truth depth, manifest"),
     "demo": ("demo", "the end-to-end showcase on an embedded default"),
+    "reproduce": ("reproduce", "the paper's experiments in miniature: every method and ablation, seeds, tables"),
     "render-depth": ("render_depth", "meshes + cameras -> depth maps, previews and coverage masks"),
     "synth": ("synth", "synthetic studio images or clips with exact depth, masks and parameters"),
 }
