@@ -1,7 +1,7 @@
 """Face tracker speed and accuracy on a synthetic clip (paper Sec. 5.1, supplementary 7.3).
 
 A 25-frame 256x256 clip from the synthetic video generator (``jointportrait
-synth --video``, ICT face model when present) with landmarks = projected
+synth --video``, the packaged ICT face model) with landmarks = projected
 landmark vertices + 1.5 px Gaussian noise. Reports seconds per frame of the
 full tracker and its ablations (no photometric stage; one identity per frame),
 the aligned AbsRel of the tracked depth over the true skin mask and the
@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from benchmarks.report import update_section
-from jointportrait.data.face_model import default_face_model_path, load_face_model
 from jointportrait.data.synth import SynthConfig, write_dataset
+from jointportrait.face_models import load_face_model
 from jointportrait.tracking import TrackerConfig, track_clip
 from jointportrait.tracking.evaluation import evaluate_track, load_synthetic_clip
 
@@ -24,7 +24,7 @@ FRAMES, SIZE, NOISE_PX, SEED = 25, 256, 1.5, 0
 
 
 def main() -> None:
-    model = load_face_model(default_face_model_path())
+    model = load_face_model()
     with tempfile.TemporaryDirectory() as tmp:
         write_dataset(Path(tmp), model, SynthConfig(subjects=1, frames_per_subject=FRAMES, size=SIZE, video=True,
                                                     clip_length=FRAMES, seed=SEED))

@@ -9,8 +9,6 @@ import torch
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FACE_MODEL = SHARED / "face_model" / "ict_face_model_light.npz"
 
 
 @pytest.fixture(scope="session")
@@ -24,9 +22,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def face_model_path() -> Path | None:
-    """The shared ICT face model when present (tests that need it fall back to the procedural head)."""
-    return FACE_MODEL if FACE_MODEL.exists() else None
+def face_model_path() -> Path:
+    """The ICT face model file shipped inside the package (what ``--face-model ict``, the default, loads)."""
+    from jointportrait.face_models.ict import ICT_LIGHT_PATH
+
+    return ICT_LIGHT_PATH
 
 
 @pytest.fixture(scope="session")

@@ -144,6 +144,25 @@ def save_depth_png16(
     return path
 
 
+def depth_output_paths(out: str | os.PathLike, stem: str) -> dict[str, Path]:
+    """The three files of a relative depth map ``<stem>``: ``.npy``, 16-bit PNG, colour map."""
+    out = Path(out)
+    return {
+        "npy": out / f"{stem}_depth.npy",
+        "png16": out / f"{stem}_depth.png",
+        "color": out / f"{stem}_depth_color.png",
+    }
+
+
+def save_depth_outputs(out: str | os.PathLike, stem: str, depth: np.ndarray, overwrite: bool) -> dict[str, Path]:
+    """Relative depth (H, W) in [0, 1] -> float32 .npy, 16-bit PNG, colour-mapped PNG (as the commands write them)."""
+    paths = depth_output_paths(out, stem)
+    save_depth_npy(paths["npy"], depth, overwrite=overwrite)
+    save_depth_png16(paths["png16"], depth, overwrite=overwrite)
+    Image.fromarray(colorize_depth(depth, lo=0.0, hi=1.0)).save(check_writable(paths["color"], overwrite))
+    return paths
+
+
 def colorize_depth(depth: np.ndarray, mask: np.ndarray | None = None, lo: float | None = None,
                    hi: float | None = None) -> np.ndarray:
     """Colour-map a depth map to (H, W, 3) uint8 (near = warm, far = cool); pixels outside ``mask`` black."""

@@ -7,12 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from jointportrait.data.face_model import load_face_model
 from jointportrait.data.manifest import read_manifest
-from jointportrait.data.sh_lighting import ambient_light, directional_light, irradiance
 from jointportrait.data.synth import (
     PITCH_RANGE,
     ROLL_RANGE,
@@ -21,6 +18,7 @@ from jointportrait.data.synth import (
     rotation_matrix,
     write_dataset,
 )
+from jointportrait.face_models import load_face_model
 
 
 def _files(root):
@@ -28,7 +26,7 @@ def _files(root):
 
 
 def test_same_seed_same_bytes(tmp_path):
-    model = load_face_model(None)
+    model = load_face_model("procedural")
     runs = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         write_dataset(tmp_path / name, model, SynthConfig(subjects=2, frames_per_subject=1, size=16, seed=seed))
@@ -64,7 +62,7 @@ def test_depth_matches_ray_casting_the_stored_parameters(still_dataset):
     pytest.importorskip("embreex")
     from trimesh.ray.ray_pyembree import RayMeshIntersector
 
-    model = load_face_model(None)
+    model = load_face_model("procedural")
     record = read_manifest(still_dataset)[3]
     p = json.loads((still_dataset / record.extra["params"]).read_text())
     weights = np.array([p["blendshapes"][n] for n in model.blendshape_names])
@@ -110,16 +108,3 @@ def test_rotation_convention():
     np.testing.assert_allclose(r @ [0, 0, 1], [1, 0, 0], atol=1e-12)  # yaw turns the face to +x
     r = rotation_matrix(0.0, 90.0, 0.0)
     np.testing.assert_allclose(r @ [0, 0, 1], [0, -1, 0], atol=1e-12)  # rotation about +x: z -> -y
-
-
-def test_sh_irradiance_closed_forms():
-    normals = torch.nn.functional.normalize(torch.randn(200, 3, dtype=torch.float64), dim=-1)
-    # uniform environment of radiance c: irradiance pi * c everywhere
-    c = np.array([0.2, 0.5, 1.0])
-    np.testing.assert_allclose(irradiance(normals, torch.from_numpy(ambient_light(c))).numpy(),
-                               np.pi * np.broadcast_to(c, (200, 3)), rtol=1e-5)
-    # distant light: the order-2 approximation of max(0, n.l) is within 0.1 of it (Ramamoorthi-Hanrahan)
-    light = np.array([0.0, 0.6, -0.8])
-    e = irradiance(normals, torch.from_numpy(directional_light(light, np.ones(3))))[:, 0].numpy()
-    exact = np.clip(normals.numpy() @ light, 0, None)
-    assert np.abs(e - exact).max() < 0.1

@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from jointportrait.data.face_model import load_face_model
-from jointportrait.render import (
+from jointportrait.face_models import load_face_model
+from jointportrait.geometry.cameras import (
     MODEL_TO_OPENCV,
     OrthographicCamera,
     PerspectiveCamera,
-    interpolate,
     intrinsics_matrix,
     project_points,
-    rasterize,
 )
+from jointportrait.render import interpolate, rasterize
 
 
 def _plane(z: float, half: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,11 +6,9 @@ from jointportrait.cli.main import main
 from jointportrait.reproduce.protocol import METHODS
 
 
-def test_quick_protocol_writes_every_method_and_seed_and_resumes(tmp_path, capsys, face_model_path):
+def test_quick_protocol_writes_every_method_and_seed_and_resumes(tmp_path, capsys):
     out = tmp_path / "repro"
     args = ["reproduce", "--quick", "--seeds", "2", "--out", str(out)]
-    if face_model_path is not None:
-        args += ["--face-model", str(face_model_path)]
     assert main(args) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())

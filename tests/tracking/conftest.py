@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from jointportrait.data.face_model import load_face_model
 from jointportrait.data.synth import SynthConfig, write_dataset
+from jointportrait.face_models import load_face_model
 
 
 def write_synthetic_video(out: Path, frames: int, size: int, seed: int = 0, model_path: Path | None = None) -> Path:
     """One subject, one clip (default: the procedural head, fast; the benchmark measures the ICT model)."""
-    write_dataset(out, load_face_model(model_path), SynthConfig(subjects=1, frames_per_subject=frames, size=size,
+    write_dataset(out, load_face_model(model_path or "procedural"), SynthConfig(subjects=1, frames_per_subject=frames, size=size,
                                                           video=True, clip_length=frames, seed=seed))
     return out
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from jointportrait.cli.main import main
 from jointportrait.data.datasets import ClipDataset, FrameDataset
-from jointportrait.data.face_model import load_face_model
+from jointportrait.face_models import load_face_model
 from jointportrait.io import load_depth
 from jointportrait.tracking.evaluation import load_synthetic_clip
 from jointportrait.tracking.video import read_frames

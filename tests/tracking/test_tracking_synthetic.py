@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jointportrait.data.face_model import load_face_model
+from jointportrait.face_models import load_face_model
 from jointportrait.tracking import TrackerConfig, track_clip
 from jointportrait.tracking.evaluation import evaluate_track, load_synthetic_clip
 
@@ -24,12 +24,12 @@ CLEAN_LANDMARK_BOUND_PX = 0.5  # at 96 px; the noise itself is 0.56 px per coord
 
 @pytest.fixture(scope="module")
 def clip(synthetic_video):
-    return load_synthetic_clip(synthetic_video, load_face_model(None), noise_px=1.5, seed=0)
+    return load_synthetic_clip(synthetic_video, load_face_model("procedural"), noise_px=1.5, seed=0)
 
 
 @pytest.fixture(scope="module")
 def fits(clip):
-    model = load_face_model(None)
+    model = load_face_model("procedural")
     configs = {"full": TrackerConfig(), "no_photometric": TrackerConfig(photometric=False),
                "per_frame_identity": TrackerConfig(shared_identity=False)}
     return {name: track_clip(model, clip.frames, clip.landmarks, cfg) for name, cfg in configs.items()}

@@ -9,11 +9,11 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from jointportrait.appearance.sh_lighting import irradiance
 from jointportrait.errors import InputError, MissingPathError
 from jointportrait.tracking.landmarks import interocular_distance, load_landmarks
 from jointportrait.tracking.losses import mesh_edges, temporal_smoothness
 from jointportrait.tracking.params import TrackParams, axis_angle_to_matrix, project
-from jointportrait.tracking.shading import irradiance
 
 
 def test_axis_angle_matches_scipy():

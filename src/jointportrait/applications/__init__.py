@@ -14,8 +14,9 @@ joint generation       (1, 1)                 the pipeline itself (``jointportra
 =====================  =====================  ============================================
 
 An 18-channel (stage-2) model reads the masks as input; an 8-channel model is
-steered training-free by latent replacement (the baseline). Geometry: :mod:`.camera`,
-:mod:`.normals`, :mod:`.shading`, :mod:`.relight`, :mod:`.export`; sizes: :mod:`.resolution`.
+steered training-free by latent replacement (the baseline). Relighting: :mod:`.relight`
+(normals from :mod:`jointportrait.geometry.normals`, shading from :mod:`jointportrait.appearance.shading`);
+point clouds and meshes: :mod:`jointportrait.geometry.export`; sizes: :mod:`.resolution`.
 """
 
 from jointportrait.applications.depth_estimation import DepthEstimate, estimate_depth

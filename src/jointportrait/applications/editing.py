@@ -48,6 +48,25 @@ def mask_from_depth_edit(depth: np.ndarray, edited_depth: np.ndarray, tolerance:
     return changed
 
 
+def push_pull_depth(depth: np.ndarray, region: np.ndarray, offset: float, feather: float = 0.0) -> np.ndarray:
+    """A depth edit: ``depth + offset * w`` with ``w`` the ``region`` (``(H, W)`` bool) smoothed by a Gaussian
+    of standard deviation ``feather`` pixels (0 = a hard step).
+
+    ``offset > 0`` pushes the region away from the camera, ``offset < 0`` pulls it closer (depth is
+    larger = farther); the feather turns the step at the region's border into a slope, so the
+    regenerated surface has no cliff.
+    """
+    import cv2
+
+    d = np.asarray(depth, np.float64)
+    w = np.asarray(region, bool).astype(np.float64)
+    if d.shape != w.shape:
+        raise ValueError(f"depth {d.shape} and region {w.shape} must have the same size")
+    if feather > 0:
+        w = cv2.GaussianBlur(w, (0, 0), sigmaX=float(feather), borderType=cv2.BORDER_REPLICATE)
+    return (d + float(offset) * w).astype(np.float32)
+
+
 def grow_to_cells(mask: np.ndarray, cell: int) -> np.ndarray:
     """Every ``cell`` x ``cell`` block that touches ``mask`` becomes fully 1 (sides must be multiples of ``cell``)."""
     m = np.asarray(mask, bool)

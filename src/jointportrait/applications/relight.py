@@ -1,6 +1,7 @@
 """Relighting a portrait with its depth (paper Suppl. 8.2, Fig. 11).
 
-depth -> normals (:mod:`normals`) -> new diffuse shading (:mod:`shading`) -> image.
+depth -> normals (:mod:`jointportrait.geometry.normals`) -> new diffuse shading
+(:mod:`jointportrait.appearance.shading`) -> image.
 Two ways to apply the shading:
 
 - ``"multiply"``: ``I' = I * S_new`` (the paper's post-process);
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jointportrait.applications.shading import fit_sh_lighting, sh_shading
+from jointportrait.appearance.shading import fit_sh_lighting, sh_shading
 
 RELIGHT_MODES = ("multiply", "ratio")
 # Rec. 709 luma weights

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jointportrait.cli.options import add_face_model_argument, parse_device
 from jointportrait.errors import InputError
 
 
@@ -19,13 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subjects", type=int, default=160, help="synthetic subjects (1/8 held out for the test)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--face-model", default=None, help="face model .npz (default: the shared ICT model if present)")
+    add_face_model_argument(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run of seconds (tiny data, 2 steps per stage)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from jointportrait.demo import DemoConfig, run_demo
     from jointportrait.demo.report import markdown_tables
 
@@ -39,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--subjects must be >= 8 (train, validation and test subjects), got {args.subjects}")
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device: CUDA was asked for but no GPU is available")
+    parse_device(args.device)
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out}: exists and is not a folder")
     cfg = DemoConfig(out=args.out, minutes=args.minutes, steps=args.steps, device=args.device, seed=args.seed,

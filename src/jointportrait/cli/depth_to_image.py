@@ -11,20 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jointportrait.cli.common import (
-    add_model_arguments,
-    add_sampling_arguments,
-    check_outputs_free,
-    check_sampling_arguments,
-    collect_files,
-    companion_file,
-    generator_for,
-    load_pipeline,
-    load_user_depth,
-    load_user_mask,
-    log_inpaint_mode,
-    run_batch,
-)
+from jointportrait.cli.batch import run_batch
+from jointportrait.cli.inputs import collect_files, companion_file, load_user_depth, load_user_mask
+from jointportrait.cli.options import ModelOptions, OutputOptions, SamplingOptions
+from jointportrait.cli.pipeline import load_pipeline
+from jointportrait.cli.writers import check_outputs_free
 from jointportrait.errors import InputError
 
 
@@ -34,10 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="identity reference image (one file for all, or a folder matched by name)")
     parser.add_argument("--valid-mask", type=Path, default=None,
                         help="mask of pixels with depth (white), one file or a folder matched by name")
-    add_model_arguments(parser)
+    ModelOptions.add_arguments(parser)
+    OutputOptions.add_arguments(parser)
     parser.add_argument("--num-samples", type=int, default=1, help="portraits per depth map")
     parser.add_argument("--guidance-scale", type=float, default=1.0, help="reference guidance (1 = off)")
-    add_sampling_arguments(parser)
+    SamplingOptions.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,27 +38,26 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num_samples < 1:
         raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
-    check_sampling_arguments(args)
+    model, output, sampling = ModelOptions.from_args(args), OutputOptions.from_args(args), SamplingOptions.from_args(args)
     files = collect_files(args.depth, DEPTH_SUFFIXES, what="depth")
-    pipe = load_pipeline(args)
-    log_inpaint_mode(pipe, args.inpaint_mode)
-    args.out.mkdir(parents=True, exist_ok=True)
+    pipe = load_pipeline(model, sampling)
+    output.out.mkdir(parents=True, exist_ok=True)
 
     def process(path: Path) -> None:
         stem = path.stem.removesuffix("_depth")
-        outputs = [args.out / f"{stem}_image_{i:02d}.png" for i in range(args.num_samples)]
-        check_outputs_free(outputs, args.overwrite)
+        outputs = [output.out / f"{stem}_image_{i:02d}.png" for i in range(args.num_samples)]
+        check_outputs_free(outputs, output.overwrite)
         depth = load_user_depth(path)
         mask_path = companion_file(args.valid_mask, stem, "valid mask", IMAGE_SUFFIXES, (f"{stem}_mask",))
         valid = load_user_mask(mask_path, depth.shape) if mask_path else None
         ref_path = companion_file(args.reference, stem, "reference image", IMAGE_SUFFIXES)
         images = depth_to_image(
             pipe, depth, load_image(ref_path), depth_valid=valid, num_samples=args.num_samples,
-            num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
-            processing_resolution=args.processing_resolution, inpaint_mode=args.inpaint_mode,
-            generator=generator_for(args),
+            num_inference_steps=model.steps, guidance_scale=args.guidance_scale,
+            processing_resolution=sampling.processing_resolution, inpaint_mode=sampling.inpaint_mode,
+            generator=model.generator(),
         )
         for out_path, image in zip(outputs, images):
-            save_image(out_path, image, overwrite=args.overwrite)
+            save_image(out_path, image, overwrite=output.overwrite)
 
-    return run_batch(files, process, "depth-to-image", args.out)
+    return run_batch(files, process, "depth-to-image", output.out)

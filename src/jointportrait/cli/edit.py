@@ -3,7 +3,7 @@
 Inputs per photo ``<stem>``: the edited depth (``--edited-depth``, relative or raw, larger =
 farther) and a spatial mask (``--mask``, white = may change). Without ``--mask`` the mask is
 where the edited depth differs from the original depth (``--depth``, or estimated by the
-model). Output ``<stem>_edit.png``, identical to the photo outside the mask.
+model as ``estimate-depth`` does). Output ``<stem>_edit.png``, identical to the photo outside the mask.
 """
 
 from __future__ import annotations
@@ -11,23 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jointportrait.cli.common import (
-    add_model_arguments,
-    check_outputs_free,
-    collect_files,
-    companion_file,
-    generator_for,
-    load_pipeline,
-    load_user_depth,
-    load_user_mask,
-    log_inpaint_mode,
-    run_batch,
-)
-from jointportrait.cli.estimate_depth import (
-    add_estimation_arguments,
-    check_estimation_arguments,
-    depth_for_image,
-)
+from jointportrait.cli.batch import run_batch
+from jointportrait.cli.inputs import collect_files, companion_file, load_user_depth, load_user_mask
+from jointportrait.cli.options import EstimationOptions, ModelOptions, OutputOptions
+from jointportrait.cli.pipeline import estimate_with_options, load_pipeline
+from jointportrait.cli.writers import check_outputs_free
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,24 +30,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", type=Path, default=None,
                         help="identity reference (file or folder); default: the photo itself")
     parser.add_argument("--guidance-scale", type=float, default=1.0, help="reference guidance (1 = off)")
-    add_model_arguments(parser)
-    add_estimation_arguments(parser)
+    ModelOptions.add_arguments(parser)
+    OutputOptions.add_arguments(parser)
+    EstimationOptions.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from jointportrait.applications.editing import edit_with_depth, mask_from_depth_edit
     from jointportrait.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, load_image, save_image
 
-    check_estimation_arguments(args)
+    model, output, estimation = ModelOptions.from_args(args), OutputOptions.from_args(args), EstimationOptions.from_args(args)
     files = collect_files(args.image)
-    pipe = load_pipeline(args)
-    log_inpaint_mode(pipe, args.inpaint_mode)
-    args.out.mkdir(parents=True, exist_ok=True)
+    pipe = load_pipeline(model, estimation.sampling)
+    output.out.mkdir(parents=True, exist_ok=True)
 
     def process(path: Path) -> None:
         stem = path.stem
-        out_path = args.out / f"{stem}_edit.png"
-        check_outputs_free([out_path], args.overwrite)
+        out_path = output.out / f"{stem}_edit.png"
+        check_outputs_free([out_path], output.overwrite)
         image = load_image(path)
         size = (image.height, image.width)
         edited = load_user_depth(companion_file(args.edited_depth, stem, "edited depth", DEPTH_SUFFIXES,
@@ -69,15 +57,16 @@ def run(args: argparse.Namespace) -> int:
             mask = load_user_mask(mask_path, size)
         else:
             depth_path = companion_file(args.depth, stem, "depth", DEPTH_SUFFIXES, (f"{stem}_depth",))
-            depth = load_user_depth(depth_path, size) if depth_path else depth_for_image(pipe, image, args).depth
+            depth = (load_user_depth(depth_path, size) if depth_path
+                     else estimate_with_options(pipe, image, model, estimation).depth)
             mask = mask_from_depth_edit(depth, edited)
         ref_path = companion_file(args.reference, stem, "reference image", IMAGE_SUFFIXES)
         result = edit_with_depth(
             pipe, image, edited, mask, reference=load_image(ref_path) if ref_path else None,
-            num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
-            processing_resolution=args.processing_resolution, inpaint_mode=args.inpaint_mode,
-            generator=generator_for(args),
+            num_inference_steps=model.steps, guidance_scale=args.guidance_scale,
+            processing_resolution=estimation.sampling.processing_resolution,
+            inpaint_mode=estimation.sampling.inpaint_mode, generator=model.generator(),
         )
-        save_image(out_path, result.image, overwrite=args.overwrite)
+        save_image(out_path, result.image, overwrite=output.overwrite)
 
-    return run_batch(files, process, "edit", args.out)
+    return run_batch(files, process, "edit", output.out)

@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from jointportrait.cli.options import parse_device
 from jointportrait.errors import InputError
 
 TASKS = ("depth", "image", "video")
@@ -43,7 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jointportrait.cli.common import parse_device
     from jointportrait.evaluation import runner
     from jointportrait.evaluation.tables import markdown_table
     from jointportrait.io import check_writable

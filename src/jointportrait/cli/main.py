@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("reproduce", "the paper's experiments in miniature: every method and ablation, seeds, tables"),
     "render-depth": ("render_depth", "meshes + cameras -> depth maps, previews and coverage masks"),
     "synth": ("synth", "synthetic studio images or clips with exact depth, masks and parameters"),
+    "serve": ("serve", "a web page for every application (needs the [serve] extra)"),
 }
 
 

@@ -11,72 +11,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jointportrait.cli.common import (
-    add_camera_arguments,
-    add_model_arguments,
-    camera_depth,
-    camera_from_args,
-    check_outputs_free,
-    collect_files,
-    companion_file,
-    load_pipeline,
-    load_user_depth,
-    log_inpaint_mode,
-    run_batch,
-)
-from jointportrait.cli.estimate_depth import (
-    add_estimation_arguments,
-    check_estimation_arguments,
-    depth_for_image,
-)
+from jointportrait.cli.batch import run_batch
+from jointportrait.cli.inputs import collect_files
+from jointportrait.cli.options import DepthSourceOptions, parse_floats
+from jointportrait.cli.pipeline import DepthSource
+from jointportrait.cli.writers import check_outputs_free, save_normals_image
 from jointportrait.errors import InputError
-
-
-def add_depth_source_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--depth`` (given) or ``--model`` (estimated), with the estimation and camera options."""
-    parser.add_argument("--depth", type=Path, default=None,
-                        help="depth map (file, or folder matched by name: <stem>.npy or <stem>_depth.npy); "
-                             "default: estimated with --model")
-    add_model_arguments(parser, model_required=False, steps=10)
-    add_estimation_arguments(parser)
-    add_camera_arguments(parser)
-
-
-def depth_source(args: argparse.Namespace):
-    """A function ``(path, image) -> (camera z, valid)`` for each input photo, and the pipeline if one is loaded."""
-    from jointportrait.io import DEPTH_SUFFIXES
-
-    if args.depth is None and args.model is None:
-        raise InputError("give --depth (depth maps) or --model (to estimate them)")
-    check_estimation_arguments(args)
-    pipe = None
-    if args.depth is None:
-        pipe = load_pipeline(args)
-        log_inpaint_mode(pipe, args.inpaint_mode)
-
-    def depth_of(path: Path, image):
-        size = (image.height, image.width)
-        if pipe is not None:
-            return camera_depth(depth_for_image(pipe, image, args).depth, args, metric=False)
-        file = companion_file(args.depth, path.stem, "depth", DEPTH_SUFFIXES, (f"{path.stem}_depth",))
-        return camera_depth(load_user_depth(file, size), args, metric=args.metric_depth)
-
-    return depth_of
-
-
-def parse_floats(text: str, count: int, option: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != count:
-        raise InputError(f"{option} must be {count} comma-separated numbers, got {text!r}")
-    return values
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=Path, required=True, help="photo, or a folder of photos")
-    add_depth_source_arguments(parser)
+    DepthSourceOptions.add_arguments(parser)
     light = parser.add_mutually_exclusive_group()
     light.add_argument("--light", default="-0.5,0.5,1", help="directional light: direction toward the light "
                        "x,y,z (x right, y up, z toward the viewer); write a leading minus as --light=-1,1,1")
@@ -90,34 +35,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    from PIL import Image
 
-    from jointportrait.applications.normals import normals_from_depth, normals_to_image
+    from jointportrait.appearance.shading import lambert_shading, sh_shading
     from jointportrait.applications.relight import relight_image
-    from jointportrait.applications.shading import lambert_shading, sh_shading
-    from jointportrait.io import check_writable, load_image, save_image
+    from jointportrait.geometry.normals import normals_from_depth
+    from jointportrait.io import load_image, save_image
 
     light = parse_floats(args.light, 3, "--light")
     if not any(light):
         raise InputError("--light must not be the zero vector")
     sh = parse_floats(args.sh, 9, "--sh") if args.sh else None
+    source = DepthSourceOptions.from_args(args)
+    output, camera = source.output, source.camera
     files = collect_files(args.image)
-    depth_of = depth_source(args)
-    args.out.mkdir(parents=True, exist_ok=True)
+    depth_of = DepthSource(source)
+    output.out.mkdir(parents=True, exist_ok=True)
 
     def process(path: Path) -> None:
-        names = {k: args.out / f"{path.stem}_{k}.png" for k in ("relit", "shading", "normals")}
-        check_outputs_free(names.values(), args.overwrite)
+        names = {k: output.out / f"{path.stem}_{k}.png" for k in ("relit", "shading", "normals")}
+        check_outputs_free(names.values(), output.overwrite)
         image = load_image(path)
         z, valid = depth_of(path, image)
-        normals = normals_from_depth(z, valid=valid, **camera_from_args(args, image.height, image.width))
+        normals = normals_from_depth(z, valid=valid, **camera.backprojection(image.height, image.width))
         if sh is not None:
             shading = sh_shading(normals, sh)
         else:
             shading = lambert_shading(normals, light, intensity=args.intensity, ambient=args.ambient)
         result = relight_image(np.asarray(image) / 255.0, normals, shading, mode=args.mode)
-        save_image(names["relit"], result.image, overwrite=args.overwrite)
-        save_image(names["shading"], np.clip(shading, 0.0, 1.0), overwrite=args.overwrite)
-        Image.fromarray(normals_to_image(normals)).save(check_writable(names["normals"], args.overwrite))
+        save_image(names["relit"], result.image, overwrite=output.overwrite)
+        save_image(names["shading"], np.clip(shading, 0.0, 1.0), overwrite=output.overwrite)
+        save_normals_image(names["normals"], normals, output.overwrite)
 
-    return run_batch(files, process, "relight", args.out)
+    return run_batch(files, process, "relight", output.out)

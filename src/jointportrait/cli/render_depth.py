@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jointportrait.errors import InputError
+from jointportrait.cli.inputs import collect_files
+from jointportrait.cli.options import OutputOptions, parse_device
+from jointportrait.cli.writers import check_outputs_free
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,9 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", type=Path, required=True,
                         help="camera JSON: intrinsics (3x3), world_to_camera (4x4, OpenCV axes), width, height; "
                              "or a list of them for several views")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    OutputOptions.add_arguments(parser)
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,24 +24,19 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from jointportrait.cli.common import check_outputs_free, collect_files
+    from jointportrait.geometry.cameras import PerspectiveCamera
     from jointportrait.io import save_depth_npy, save_depth_png16, save_image
-    from jointportrait.render import PerspectiveCamera, rasterize
+    from jointportrait.render import rasterize
     from jointportrait.render.mesh_io import MESH_SUFFIXES, load_cameras, load_mesh
 
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise InputError(f"--device: unknown device {args.device!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device: CUDA was asked for but no GPU is available")
+    device, output = parse_device(args.device), OutputOptions.from_args(args)
     meshes = collect_files(args.mesh, MESH_SUFFIXES, what="mesh")
     cameras = load_cameras(args.camera)
     jobs = [(m, c) for m in meshes for c in cameras]
     stems = {(m, c.name): (f"{m.stem}_{c.name}" if len(cameras) > 1 else m.stem) for m, c in jobs}
     suffixes = ("_depth.npy", "_depth.png", "_mask.png")
-    check_outputs_free([args.out / f"{s}{x}" for s in stems.values() for x in suffixes], args.overwrite)
-    args.out.mkdir(parents=True, exist_ok=True)
+    check_outputs_free([output.out / f"{s}{x}" for s in stems.values() for x in suffixes], output.overwrite)
+    output.out.mkdir(parents=True, exist_ok=True)
     empty = []
     for mesh_path in tqdm(meshes, desc="meshes", disable=len(meshes) == 1):
         vertices, triangles = load_mesh(mesh_path)
@@ -53,16 +49,16 @@ def run(args: argparse.Namespace) -> int:
             depth = frags.depth[0].float().cpu().numpy()
             mask = frags.mask[0].cpu().numpy()
             stem = stems[(mesh_path, cam.name)]
-            save_depth_npy(args.out / f"{stem}_depth.npy", depth, overwrite=args.overwrite)
+            save_depth_npy(output.out / f"{stem}_depth.npy", depth, overwrite=output.overwrite)
             preview = np.zeros_like(depth)
             if mask.any():  # 16-bit preview: near = bright, scaled over the covered depth range, 0 = background
                 lo, hi = float(depth[mask].min()), float(depth[mask].max())
                 preview[mask] = 1.0 - 0.9 * (depth[mask] - lo) / max(hi - lo, 1e-12)
             else:
                 empty.append(stem)
-            save_depth_png16(args.out / f"{stem}_depth.png", preview, overwrite=args.overwrite)
-            save_image(args.out / f"{stem}_mask.png", mask.astype(np.uint8) * 255, overwrite=args.overwrite)
-    print(f"wrote {len(jobs)} depth map(s) to {args.out} (float32 camera-space z in the mesh's units, "
+            save_depth_png16(output.out / f"{stem}_depth.png", preview, overwrite=output.overwrite)
+            save_image(output.out / f"{stem}_mask.png", mask.astype(np.uint8) * 255, overwrite=output.overwrite)
+    print(f"wrote {len(jobs)} depth map(s) to {output.out} (float32 camera-space z in the mesh's units, "
           f"0 = no surface; *_depth.png is a near-bright preview, *_mask.png the coverage)")
     if empty:
         print(f"warning: no surface in view for {', '.join(empty)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jointportrait.cli.options import add_face_model_argument, parse_device
 from jointportrait.errors import InputError
 
 
@@ -13,23 +14,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder; running again on it continues an interrupted run")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per method (default 3)")
     parser.add_argument("--quick", action="store_true", help="the same protocol at toy size (seconds per network)")
-    parser.add_argument("--face-model", default=None,
-                        help="face model .npz of the data and the tracker (default: the shared ICT model if present)")
+    add_face_model_argument(parser)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (evaluation; training uses the GPU when "
                                                         "there is one)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from jointportrait.reproduce.protocol import ProtocolConfig, quick_config
     from jointportrait.reproduce.report import markdown_differences, markdown_tables
     from jointportrait.reproduce.runner import run_protocol
 
     if args.seeds < 1:
         raise InputError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device: CUDA was asked for but no GPU is available")
+    parse_device(args.device)
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out}: exists and is not a folder")
     cfg = quick_config(args.seeds, args.device) if args.quick else ProtocolConfig(seeds=args.seeds,

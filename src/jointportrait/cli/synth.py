@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jointportrait.cli.options import add_face_model_argument
 from jointportrait.errors import InputError, OutputExistsError
 
 
@@ -15,9 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=512, help="image size in pixels (square)")
     parser.add_argument("--video", action="store_true", help="write clips with smooth motion at 25 fps")
     parser.add_argument("--clip-length", type=int, default=18, help="frames per clip with --video (14 + 4 motion)")
-    parser.add_argument("--face-model", type=Path, default=None,
-                        help="face model .npz (default: ../shared/face_model/ict_face_model_light.npz if it "
-                             "exists, else the built-in procedural head)")
+    add_face_model_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (the renderer's tensors are small: 1 is usually fastest)")
@@ -28,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from jointportrait.data.face_model import default_face_model_path, load_face_model
     from jointportrait.data.synth import SynthConfig, write_dataset
+    from jointportrait.face_models import load_face_model
 
     for name in ("subjects", "frames_per_subject", "clip_length", "threads"):
         if getattr(args, name) < 1:
@@ -41,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         raise OutputExistsError(f"{args.out}: folder is not empty (pass --overwrite to write into it)")
     torch.set_num_threads(args.threads)
-    path = args.face_model if args.face_model is not None else default_face_model_path()
-    model = load_face_model(path, strict=args.face_model is not None)
+    model = load_face_model(args.face_model)
     print(f"face model: {model.name} ({model.source})")
     config = SynthConfig(subjects=args.subjects, frames_per_subject=args.frames_per_subject, size=args.size,
                          video=args.video, clip_length=args.clip_length, seed=args.seed)

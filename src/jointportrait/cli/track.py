@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jointportrait.cli.options import add_face_model_argument
+
 SPLITS = ("train", "val", "test")
 
 
@@ -14,9 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--landmarks", type=Path, required=True,
                         help="68-point landmarks per frame in pixels: .npy (F, 68, 2) or .json")
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
-    parser.add_argument("--face-model", type=Path, default=None,
-                        help="face model .npz (default: ../shared/face_model/ict_face_model_light.npz, "
-                             "else the procedural head)")
+    add_face_model_argument(parser)
     parser.add_argument("--subject", default=None, help="subject id (default: the video's name)")
     parser.add_argument("--clip", default=None, help="clip id (default: <subject>_c00)")
     parser.add_argument("--split", default="train", choices=SPLITS, help="dataset split of the clip")
@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from jointportrait.data.face_model import default_face_model_path, load_face_model
     from jointportrait.errors import InputError, JointPortraitError, OutputExistsError
+    from jointportrait.face_models import load_face_model
     from jointportrait.tracking.export import output_paths, write_clip
     from jointportrait.tracking.landmarks import load_landmarks
     from jointportrait.tracking.stages import TrackerConfig
@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     existing = [p for p in output_paths(args.out, clip, frames.shape[0]) if p.exists()]
     if existing and not args.overwrite:  # checked before the fit; nothing is created until it converged
         raise OutputExistsError(f"{existing[0]}: exists already (pass --overwrite to replace it)")
-    model = load_face_model(args.face_model or default_face_model_path(), strict=args.face_model is not None)
-    print(f"tracking {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]} with the {model.name} model")
+    model = load_face_model(args.face_model)
+    print(f"tracking {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]} with the {model.name} model "
+          f"({model.source})")
     config = TrackerConfig(photometric=not args.no_photometric, shared_identity=not args.per_frame_identity,
                            photometric_size=args.size)
     result = track_clip(model, frames, landmarks, config,

@@ -2,7 +2,7 @@
 
 The paper trains on studio captures whose depth is rendered from registered
 meshes. Here the meshes come from a morphable face model
-(:mod:`jointportrait.data.face_model`): per subject a random identity and
+(:mod:`jointportrait.face_models`): per subject a random identity and
 albedo (skin tone with variation, darker brows and lips, iris colour, hair on
 the back of the head), per frame a random expression (a few ARKit
 blendshapes), head pose (yaw +-45, pitch +-20, roll +-10 degrees),
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,10 +30,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from jointportrait.data.face_model import FaceModel
+from jointportrait.appearance.color import linear_to_srgb, srgb_to_linear
+from jointportrait.appearance.sh_lighting import irradiance, random_studio_lighting
 from jointportrait.data.manifest import write_manifest
-from jointportrait.data.sh_lighting import irradiance, random_studio_lighting
-from jointportrait.render import MODEL_TO_OPENCV, PerspectiveCamera, interpolate, rasterize
+from jointportrait.face_models import FaceModel
+from jointportrait.geometry.cameras import (
+    MODEL_TO_OPENCV,
+    PerspectiveCamera,
+    focal_from_fov,
+    intrinsics_from_fov,
+    world_to_camera_matrix,
+)
+from jointportrait.render import interpolate, rasterize
 
 logger = logging.getLogger(__name__)
 
@@ -98,15 +105,9 @@ class FrameParams:
     fov_degrees: float
 
 
-def _srgb_to_linear(c: np.ndarray) -> torch.Tensor:
-    """sRGB in [0, 1] (array) -> linear RGB float32 tensor."""
-    c = torch.from_numpy(np.clip(np.asarray(c, dtype=np.float64), 0.0, 1.0))
-    return torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).float()
-
-
-def _linear_to_srgb(c: torch.Tensor) -> torch.Tensor:
-    c = c.clamp(0.0, 1.0)
-    return torch.where(c <= 0.0031308, c * 12.92, 1.055 * c.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
+def _linear_colors(srgb: np.ndarray) -> torch.Tensor:
+    """sRGB colours (array, clipped to [0, 1]) -> linear RGB float32 tensor (computed in float64)."""
+    return srgb_to_linear(torch.from_numpy(np.clip(np.asarray(srgb, dtype=np.float64), 0.0, 1.0))).float()
 
 
 def rotation_matrix(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
@@ -233,11 +234,11 @@ class VertexColors:
         albedo[region == 2] = [0.35, 0.12, 0.12]  # mouth interior
         albedo[np.isin(region, (3, 4))] *= [0.92, 0.85, 0.85]  # eye sockets, slightly pinker
         albedo[np.isin(region, (5, 6))] = [0.85, 0.82, 0.78]  # sclera
-        self.vertex = _srgb_to_linear(albedo)  # (V, 3)
+        self.vertex = _linear_colors(albedo)  # (V, 3)
         names = model.material_names
         tri_color = torch.zeros(model.triangles.shape[0], 3)
         override = torch.zeros(model.triangles.shape[0], dtype=torch.bool)
-        iris = _srgb_to_linear(subject.iris)
+        iris = _linear_colors(subject.iris)
         pupil = torch.tensor([0.01, 0.01, 0.012])
         centroids = neutral[model.triangles].mean(1)  # (F, 3)
         for iris_name, sclera_name, region in (("M_IrisLeft", "M_ScleraLeft", 5), ("M_IrisRight", "M_ScleraRight", 6)):
@@ -280,15 +281,9 @@ def camera_for(size: int, fov_degrees: float, head_height_cm: float = 30.0) -> t
     fills 90 % of the image height. Pixel centres at integer coordinates, so
     the principal point is ``(size - 1) / 2``.
     """
-    focal = 0.5 * size / math.tan(math.radians(fov_degrees) / 2)
-    distance = focal * head_height_cm / (0.9 * size)
-    K = np.array([[focal, 0, (size - 1) / 2], [0, focal, (size - 1) / 2], [0, 0, 1.0]])
+    distance = focal_from_fov(size, fov_degrees) * head_height_cm / (0.9 * size)
     centre = np.array([0.0, -2.0, distance])  # camera position in the model frame, aimed slightly low
-    flip = MODEL_TO_OPENCV.double().numpy()
-    w2c = np.eye(4)
-    w2c[:3, :3] = flip
-    w2c[:3, 3] = -flip @ centre
-    return K, w2c
+    return intrinsics_from_fov(size, size, fov_degrees), world_to_camera_matrix(MODEL_TO_OPENCV.double().numpy(), centre)
 
 
 def _background(params: np.ndarray, size: int) -> torch.Tensor:
@@ -300,7 +295,7 @@ def _background(params: np.ndarray, size: int) -> torch.Tensor:
     noise = rng.normal(size=(4, 4, 3))
     noise = np.asarray(Image.fromarray(((np.tanh(noise) + 1) * 127.5).astype(np.uint8)).resize(
         (size, size), Image.BICUBIC), dtype=np.float64) / 127.5 - 1.0
-    return _srgb_to_linear(img + extra[0] * noise)
+    return _linear_colors(img + extra[0] * noise)
 
 
 @dataclass
@@ -329,10 +324,7 @@ def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: Vert
     lm = model.landmarks(cam_verts)  # (1, 68, 3)
 
     big = size * SUPERSAMPLE
-    K_big = K.copy()
-    K_big[:2] *= SUPERSAMPLE
-    K_big[:2, 2] = (big - 1) / 2
-    cam_big = PerspectiveCamera(torch.from_numpy(K_big).float()[None])
+    cam_big = PerspectiveCamera(torch.from_numpy(intrinsics_from_fov(big, big, frame.fov_degrees)).float()[None])
     fb = rasterize(cam_verts, model.triangles, cam_big, big, big)
     albedo = interpolate(colors.vertex[None], fb)[0]  # (2S, 2S, 3)
     tid = fb.triangle_id[0].clamp_min(0)
@@ -341,7 +333,7 @@ def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: Vert
     shading = irradiance(fb.normals[0], torch.from_numpy(frame.lighting).float())  # (2S, 2S, 3)
     color = albedo * shading.clamp_min(0.0)
     color = torch.where(fb.mask[0][..., None], color, _background(frame.background, big))
-    srgb = _linear_to_srgb(color)
+    srgb = linear_to_srgb(color)
     srgb = srgb.view(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(dim=(1, 3))  # box filter
     rgb = (srgb * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
 

@@ -21,14 +21,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from jointportrait.applications.camera import intrinsics_from_fov, relative_to_camera_depth
+from jointportrait.appearance.shading import lambert_shading
 from jointportrait.applications.depth_estimation import estimate_depth
 from jointportrait.applications.depth_to_image import depth_to_image
-from jointportrait.applications.normals import normals_from_depth
 from jointportrait.applications.relight import relight_image
-from jointportrait.applications.shading import lambert_shading
 from jointportrait.data.datasets import FrameDataset
 from jointportrait.evaluation import align_prediction, depth_metrics, image_metrics
+from jointportrait.geometry.cameras import intrinsics_from_fov, relative_to_camera_depth
+from jointportrait.geometry.normals import normals_from_depth
 from jointportrait.io import colorize_depth
 from jointportrait.loading import load_joint_pipeline, load_pipeline
 
@@ -70,10 +70,17 @@ def _mean_rows(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
     return {name: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for name, rs in rows.items()}
 
 
+def mean_depth_prior(dataset) -> np.ndarray:
+    """The trivial baseline: mean of the training depths normalised to [0, 1] (0 = near), per pixel."""
+    total = None
+    for i in range(len(dataset)):
+        rel = (dataset[i]["depth"][0].numpy() + 1.0) / 2.0  # (H, W)
+        total = rel if total is None else total + rel
+    return (total / len(dataset)).astype(np.float32)
+
+
 @torch.no_grad()
 def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out: Path, cfg) -> tuple[dict, dict]:
-    from jointportrait.demo.runner import mean_depth_prior  # moves out of demo/runner.py (import circle)
-
     device = torch.device(cfg.device)
     test = FrameDataset(data, size=cfg.size, split="test", seed=cfg.seed)
     prior = mean_depth_prior(FrameDataset(data, size=cfg.size, split="train", seed=cfg.seed))

@@ -2,7 +2,7 @@
 
 On a fresh CPU machine with nothing but the installed package it:
 
-1. renders a synthetic studio set (ICT face model when present, else the procedural head),
+1. renders a synthetic studio set (the packaged ICT face model unless another is named),
    split by subject into train / val / test;
 2. starts every method from the pretrained base shipped in the package (the SD 1.5 stand-in,
    docs/REPRODUCTION.md; no VAE or base training inside the demo);
@@ -30,9 +30,6 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from jointportrait.loading import shipped_base_path
 
@@ -70,7 +67,7 @@ class DemoConfig:
     # depth estimation: one trailing step (the deterministic estimate of few-step inference); both the joint
     # and the separate network scored better with 1 than with 10 steps here (docs/REPRODUCTION.md)
     depth_inference_steps: int = 1
-    face_model: str | None = None  # None: ../shared/face_model/... when present, else the procedural head
+    face_model: str | None = None  # a name ("ict", "procedural") or an .npz path; None: the packaged ICT model
     quick: bool = False  # seconds-long smoke run (tests): tiny data, batch 4, 2 steps per stage
 
     def stage_budget(self, stage: str) -> tuple[int, float | None]:
@@ -126,10 +123,10 @@ def _train_config(kind: str, root: Path, cfg: DemoConfig, steps: int, minutes: f
 
 def run_demo(cfg: DemoConfig, say=logger.info) -> DemoResult:
     """Run every stage into ``cfg.out``; returns the metrics (also in ``metrics.json``)."""
-    from jointportrait.data.face_model import default_face_model_path, load_face_model
     from jointportrait.data.synth import SynthConfig, write_dataset
     from jointportrait.demo.evaluate import evaluate_demo
     from jointportrait.demo.report import write_report
+    from jointportrait.face_models import load_face_model
     from jointportrait.training.checkpoint import latest_checkpoint
     from jointportrait.training.config import config_from_dict
     from jointportrait.training.trainer import train
@@ -140,13 +137,10 @@ def run_demo(cfg: DemoConfig, say=logger.info) -> DemoResult:
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     steps_done: dict[str, int] = {}
-    torch.manual_seed(cfg.seed)
 
     # 1. Data
-    face_path = cfg.face_model if cfg.face_model is not None else default_face_model_path()
-    face = load_face_model(face_path)
-    say(f"face model: {face.name}" + (f" ({face_path})" if face.name != "procedural-head" else
-                                      " (the ICT model was not found; using the built-in procedural head)"))
+    face = load_face_model(cfg.face_model)
+    say(f"face model: {face.name} ({face.source})")
     data = out / "data"
     subjects, frames = (8, 2) if cfg.quick else (cfg.subjects, cfg.frames_per_subject)
     with _Timer(timings, f"synthetic studio data: {subjects} subjects x {frames} frames at {cfg.size} px", say):
@@ -187,12 +181,3 @@ def run_demo(cfg: DemoConfig, say=logger.info) -> DemoResult:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_report(out, metrics, figures, asdict(cfg) | {"out": str(cfg.out)})
     return DemoResult(out, face.name, metrics, timings)
-
-
-def mean_depth_prior(dataset) -> np.ndarray:
-    """The trivial baseline: mean of the training depths normalised to [0, 1] (0 = near), per pixel."""
-    total = None
-    for i in range(len(dataset)):
-        rel = (dataset[i]["depth"][0].numpy() + 1.0) / 2.0  # (H, W)
-        total = rel if total is None else total + rel
-    return (total / len(dataset)).astype(np.float32)

@@ -1,10 +1,10 @@
 """Surface-normal angular error from depth (paper Sec. 5.3, an addition to Table 1).
 
-Normals come from :func:`jointportrait.applications.normals.normals_from_depth`
+Normals come from :func:`jointportrait.geometry.normals.normals_from_depth`
 (pinhole back-projection, central-difference tangents, one-sided at the image
 border), applied the same way to the aligned prediction and to the ground
 truth, so only the shape of the surface is compared. Without intrinsics the
-camera is :func:`~jointportrait.applications.camera.intrinsics_from_fov`
+camera is :func:`~jointportrait.geometry.cameras.intrinsics_from_fov`
 (40 degrees horizontal field of view, centred). A normal counts where the
 pixel and its four neighbours are in the evaluation mask of
 :func:`~jointportrait.evaluation.depth_metrics.align_prediction`.
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from jointportrait.applications.camera import intrinsics_from_fov
-from jointportrait.applications.normals import normals_from_depth
 from jointportrait.evaluation._arrays import as_array, as_map
 from jointportrait.evaluation.depth_metrics import align_prediction
+from jointportrait.geometry.cameras import intrinsics_from_fov
+from jointportrait.geometry.normals import normals_from_depth
 
 ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)
 

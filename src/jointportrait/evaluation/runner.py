@@ -225,8 +225,9 @@ def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
     lpips_model = LPIPS.from_file(lpips_weights, net=lpips_net).to(device) if lpips_weights is not None else None
     inception = FIDInceptionV3.from_file(inception_weights) if inception_weights is not None else None
     if inception is None and random_inception_seed is not None:
-        torch.manual_seed(random_inception_seed)
-        inception = FIDInceptionV3()
+        with torch.random.fork_rng(devices=[]):  # the random features depend on the seed alone
+            torch.manual_seed(random_inception_seed)
+            inception = FIDInceptionV3()
     inception = inception.to(device) if inception is not None else None
     items = ((name, _image_tensor(preds[name], device), _image_tensor(gts[name], device)) for name in names)
     return evaluate_image_items(items, lpips_model, inception, progress)

@@ -3,7 +3,7 @@
 Meshes: anything trimesh reads (OBJ, PLY, GLB, STL, OFF, ...); a scene is
 flattened into one triangle mesh in world coordinates. Cameras: a JSON object
 ``{"intrinsics": 3x3, "world_to_camera": 4x4, "width": W, "height": H}`` (OpenCV
-axes, see :mod:`jointportrait.render.cameras`), or a list of them for several
+axes, see :mod:`jointportrait.geometry.cameras`), or a list of them for several
 views; an optional ``"name"`` names the outputs of a view.
 """
 

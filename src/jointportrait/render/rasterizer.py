@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from jointportrait.render.cameras import Camera
+from jointportrait.geometry.cameras import Camera
 
 INSIDE_TOLERANCE = 1e-5
 EMPTY_KEY = torch.iinfo(torch.int64).max

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jointportrait.data.face_model import FaceModel
 from jointportrait.data.manifest import read_manifest, write_manifest
 from jointportrait.data.synth import SynthConfig, write_dataset
 from jointportrait.evaluation.depth_metrics import depth_metrics
+from jointportrait.face_models import FaceModel
 from jointportrait.tracking.evaluation import true_landmarks
 from jointportrait.tracking.export import write_clip
 from jointportrait.tracking.stages import TrackerConfig

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from jointportrait.data.datasets import FrameDataset
-from jointportrait.data.face_model import default_face_model_path, load_face_model
+from jointportrait.face_models import load_face_model
 from jointportrait.errors import InputError
 from jointportrait.reproduce.data import make_studio, make_wild
 from jointportrait.reproduce.evaluate import evaluate_method, load_test_sets, trivial_baselines
@@ -81,16 +81,14 @@ def _model_dirs(method: str, trained: dict[str, dict]) -> dict[str, Path]:
 def run_protocol(out: Path, cfg: ProtocolConfig, say=logger.info, face_model: str | Path | None = None) -> dict:
     """Run (or continue) the protocol into ``out``; returns the content of ``results.json``.
 
-    ``face_model``: the morphable model of the data and the tracker (default: the ICT model when found,
-    else the procedural head)."""
+    ``face_model``: the morphable model of the data and the tracker (a registered name or a path; default:
+    the ICT model shipped with the package)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _freeze_protocol(out, cfg)
     timings: dict[str, float] = {}
-    face_path = face_model if face_model is not None else default_face_model_path()
-    face = load_face_model(face_path)
-    if face.name == "procedural-head":
-        say("the ICT face model was not found: studio and wild data use the procedural head and the tracker fits it")
+    face = load_face_model(face_model)
+    say(f"face model: {face.name} ({face.source})")
 
     t = time.perf_counter()
     say("[1] data: studio set, wild clips through the camera model, tracked pseudo ground truth")

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from jointportrait.data.face_model import FaceModel
 from jointportrait.data.manifest import read_manifest
 from jointportrait.evaluation.depth_metrics import depth_metrics
+from jointportrait.face_models import FaceModel
 from jointportrait.tracking.tracker import TrackResult
 
 

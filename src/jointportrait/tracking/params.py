@@ -9,7 +9,7 @@ linear albedo and 9-coefficient SH lighting per colour channel.
 Camera-space vertices (OpenCV axes, centimetres):
 ``v_cam = R(rotation) @ MODEL_TO_OPENCV @ v_model + translation``, so a zero
 rotation shows the face looking at the camera. Pixel centres lie on integer
-coordinates, as in :mod:`jointportrait.render.cameras`.
+coordinates; the camera is built and applied by :mod:`jointportrait.geometry.cameras`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jointportrait.data.face_model import NUM_EXPRESSION, NUM_IDENTITY, FaceModel
-from jointportrait.render import MODEL_TO_OPENCV
+from jointportrait.face_models import NUM_EXPRESSION, NUM_IDENTITY, FaceModel
+from jointportrait.geometry.cameras import (
+    MODEL_TO_OPENCV,
+    intrinsics_matrix,
+    principal_point,
+    project_pinhole,
+)
 
 
 def axis_angle_to_matrix(rotation: torch.Tensor) -> torch.Tensor:
@@ -38,11 +43,6 @@ def axis_angle_to_matrix(rotation: torch.Tensor) -> torch.Tensor:
     skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).view(-1, 3, 3)  # (B, 3, 3)
     eye = torch.eye(3, dtype=rotation.dtype, device=rotation.device).expand_as(skew)
     return eye + a * skew + b * (skew @ skew)
-
-
-def focal_from_fov(size: int, fov_degrees: float) -> float:
-    """Focal length in pixels of a camera whose field of view spans ``size`` pixels."""
-    return 0.5 * size / math.tan(math.radians(fov_degrees) / 2.0)
 
 
 @dataclass
@@ -97,10 +97,7 @@ class TrackParams:
     def intrinsics(self, height: int, width: int, scale: float = 1.0) -> torch.Tensor:
         """``K`` ``(3, 3)`` of the frame resampled by ``scale`` (pixel centres stay on integers)."""
         f = self.focal[0] * scale
-        cx, cy = (width - 1) / 2.0 * scale + (scale - 1) / 2.0, (height - 1) / 2.0 * scale + (scale - 1) / 2.0
-        zero, one = torch.zeros_like(f), torch.ones_like(f)
-        return torch.stack([torch.stack([f, zero, zero + cx]), torch.stack([zero, f, zero + cy]),
-                            torch.stack([zero, zero, one])])
+        return intrinsics_matrix(f, f, principal_point(width, scale), principal_point(height, scale))
 
     def save(self, path: Path, **extra: np.ndarray) -> None:
         np.savez(path, **{k: v.detach().cpu().numpy() for k, v in self.tensors().items()}, **extra)
@@ -132,6 +129,6 @@ def landmark_points(model: FaceModel, params: TrackParams) -> torch.Tensor:
 
 
 def project(points: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """Camera-space points ``(F, N, 3)`` -> pixels ``(F, N, 2)`` through one ``K`` ``(3, 3)``."""
-    xy = points[..., :2] / points[..., 2:3].clamp_min(1e-3)  # (F, N, 2)
-    return xy * torch.stack([K[0, 0], K[1, 1]]) + torch.stack([K[0, 2], K[1, 2]])
+    """Camera-space points ``(F, N, 3)`` -> pixels ``(F, N, 2)`` through one ``K`` ``(3, 3)``; z is clamped at
+    1e-3 cm, so an optimiser step that pushes a point behind the camera gives a finite gradient."""
+    return project_pinhole(points, K, min_depth=1e-3)

@@ -32,8 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as nnf
 
-from jointportrait.data.face_model import FaceModel
-from jointportrait.render import MODEL_TO_OPENCV, PerspectiveCamera, interpolate, rasterize
+from jointportrait.appearance.sh_lighting import irradiance
+from jointportrait.face_models import FaceModel
+from jointportrait.geometry.cameras import MODEL_TO_OPENCV, PerspectiveCamera, focal_from_fov
+from jointportrait.render import interpolate, rasterize
 from jointportrait.tracking.landmarks import JAW, NUM_LANDMARKS
 from jointportrait.tracking.losses import (
     edge_smoothness,
@@ -46,11 +48,9 @@ from jointportrait.tracking.losses import (
 from jointportrait.tracking.params import (
     TrackParams,
     camera_vertices,
-    focal_from_fov,
     landmark_points,
     project,
 )
-from jointportrait.tracking.shading import irradiance
 
 logger = logging.getLogger(__name__)
 

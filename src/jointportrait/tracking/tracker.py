@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from jointportrait.data.face_model import FaceModel
-from jointportrait.render import PerspectiveCamera, rasterize
+from jointportrait.appearance.color import srgb_to_linear
+from jointportrait.face_models import FaceModel
+from jointportrait.geometry.cameras import PerspectiveCamera
+from jointportrait.render import rasterize
 from jointportrait.tracking.landmarks import interocular_distance
 from jointportrait.tracking.params import TrackParams, camera_vertices, landmark_points, project
-from jointportrait.tracking.shading import srgb_to_linear
 from jointportrait.tracking.stages import (
     Progress,
     TrackerConfig,

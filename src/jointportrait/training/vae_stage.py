@@ -70,14 +70,19 @@ class VAETrainingModule(torch.nn.Module):
 
 
 def tiny_vae(levels: int = 3, seed: int = 0, sample_size: int = 64) -> AutoencoderKL:
-    """A small ``AutoencoderKL``: ``levels`` resolutions, so 2**(levels-1) downsampling (3 levels: 64 -> 16)."""
-    torch.manual_seed(seed)
+    """A small ``AutoencoderKL``: ``levels`` resolutions, so 2**(levels-1) downsampling (3 levels: 64 -> 16).
+
+    Its random weights are a function of ``seed`` alone. torch modules initialise from the global
+    generator, so it is seeded inside a fork that restores the caller's random state afterwards.
+    """
     widths = (16, 32, 64, 64)[:levels]
-    return AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * levels,
-        up_block_types=("UpDecoderBlock2D",) * levels, block_out_channels=widths, layers_per_block=1,
-        latent_channels=4, norm_num_groups=16, sample_size=sample_size,
-    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoencoderKL(
+            in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * levels,
+            up_block_types=("UpDecoderBlock2D",) * levels, block_out_channels=widths, layers_per_block=1,
+            latent_channels=4, norm_num_groups=16, sample_size=sample_size,
+        )
 
 
 def vae_loss(model: torch.nn.Module, vae, scheduler, batch: dict[str, torch.Tensor], image_encoder=None,

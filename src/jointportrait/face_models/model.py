@@ -1,15 +1,10 @@
-"""The linear morphable face model behind the synthetic studio data and the tracker (paper Sec. 5.1).
-
-The paper renders depth from registered studio meshes and tracks in-the-wild
-video with a PCA face model of 50 identity and 25 expression components.
-:func:`load_face_model` reads ICT-FaceKit "Face Model Light" (an ``.npz``, see
-``shared/face_model/README.md``) or, without it, the project's procedural head
-(:mod:`jointportrait.data.procedural_head`), and says which in ``FaceModel.name``.
+"""The linear morphable face model type (paper Sec. 5.1: a PCA face model of 50 identity and 25 expression
+components behind the synthetic studio data and the tracker).
 
 All arrays are torch tensors on the CPU (float32 / int64 / bool). Units are
 centimetres in the model frame: +x to the subject's left, +y up, +z towards
 the viewer (the face looks down +z). Cameras use OpenCV axes; the pose code
-converts with :data:`jointportrait.render.cameras.MODEL_TO_OPENCV`.
+converts with :data:`jointportrait.geometry.cameras.MODEL_TO_OPENCV`.
 
 Expression basis: the 53 named blendshapes (ARKit-style deltas, weights in
 [0, 1]) are kept, and the paper's 25 components are their principal
@@ -17,31 +12,23 @@ directions over the face region: the SVD ``B_face = U S V^T`` of the deltas
 (one sample per blendshape at full activation, uncentred so that zero stays
 the neutral face), each component extended to the whole mesh as
 ``E_k = sum_j U_jk B_j / sqrt(53)``. ``E_k`` has the scale of the component's
-RMS over the blendshapes, so coefficients are ~N(0, 1).
+RMS over the blendshapes, so coefficients are ~N(0, 1). :func:`expression_pca`
+and :func:`skin_masks` derive these parts for every model kind
+(:mod:`.ict`, :mod:`.procedural`).
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
-
-from jointportrait.errors import InputError, MissingPathError
-
-logger = logging.getLogger(__name__)
 
 NUM_IDENTITY = 50
 NUM_EXPRESSION = 25
 REGION_NAMES = ("face", "head_neck", "mouth_socket", "eye_socket_left", "eye_socket_right",
                 "eyeball_left", "eyeball_right")
 FACE_REGION = 0
-DEFAULT_FACE_MODEL = Path("..") / "shared" / "face_model" / "ict_face_model_light.npz"
-REQUIRED_KEYS = ("neutral_vertices", "identity_modes", "expression_blendshapes", "expression_names", "triangles",
-                 "triangle_material", "material_names", "vertex_region", "region_names", "landmarks_68")
 
 
 @dataclass
@@ -131,74 +118,3 @@ def skin_masks(vertex_region: torch.Tensor, triangles: torch.Tensor, triangle_ma
     face_material = material_names.index("M_Face") if "M_Face" in material_names else -1
     skin_t = skin_v[triangles].all(dim=1) & (triangle_material == face_material)
     return skin_v, skin_t
-
-
-def _load_npz(path: Path) -> FaceModel:
-    try:
-        data = np.load(path, allow_pickle=False)
-        missing = [k for k in REQUIRED_KEYS if k not in data.files]
-        if missing:
-            raise InputError(f"{path}: not a face model archive (missing {', '.join(missing)})")
-        arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable face model archive ({exc})") from None
-    blend = torch.from_numpy(arrays["expression_blendshapes"].astype(np.float32))
-    region = torch.from_numpy(arrays["vertex_region"].astype(np.int64))
-    tris = torch.from_numpy(arrays["triangles"].astype(np.int64))
-    material = torch.from_numpy(arrays["triangle_material"].astype(np.int64))
-    materials = [str(n) for n in arrays["material_names"]]
-    basis, std = expression_pca(blend, region == FACE_REGION)
-    skin_v, skin_t = skin_masks(region, tris, material, materials)
-    return FaceModel(
-        name="ict-facekit-light",
-        source=str(path),
-        neutral=torch.from_numpy(arrays["neutral_vertices"].astype(np.float32)),
-        identity_basis=torch.from_numpy(arrays["identity_modes"][:NUM_IDENTITY].astype(np.float32)),
-        expression_basis=basis,
-        expression_std=std,
-        blendshapes=blend,
-        blendshape_names=[str(n) for n in arrays["expression_names"]],
-        triangles=tris,
-        landmark_indices=torch.from_numpy(arrays["landmarks_68"].astype(np.int64)),
-        vertex_region=region,
-        region_names=[str(n) for n in arrays["region_names"]],
-        triangle_material=material,
-        material_names=materials,
-        skin_vertex_mask=skin_v,
-        skin_triangle_mask=skin_t,
-        uv_coords=torch.from_numpy(arrays["uv_coords"]) if "uv_coords" in arrays else None,
-        triangle_uvs=torch.from_numpy(arrays["triangle_uvs"].astype(np.int64)) if "triangle_uvs" in arrays else None,
-    )
-
-
-def default_face_model_path(repo_root: str | os.PathLike | None = None) -> Path | None:
-    """``../shared/face_model/ict_face_model_light.npz`` from the working directory, else from the
-    repository (``repo_root`` or this checkout), or None when neither exists."""
-    roots = [Path.cwd()]
-    roots.append(Path(repo_root) if repo_root is not None else Path(__file__).resolve().parents[3])
-    for root in roots:
-        candidate = (root / DEFAULT_FACE_MODEL).resolve()
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-_CACHE: dict[str, FaceModel] = {}
-
-
-def load_face_model(path: str | os.PathLike | None = None, *, strict: bool = False) -> FaceModel:
-    """The face model of ``path`` (an ICT-style ``.npz``); the procedural head when ``path`` is None or,
-    unless ``strict``, missing. ``FaceModel.name`` says which one ("ict-facekit-light" / "procedural-head").
-    Loaded models are cached per path (treat them as read-only)."""
-    from jointportrait.data.procedural_head import build_procedural_head
-
-    if path is not None and not Path(path).is_file():
-        if strict:
-            raise MissingPathError(f"{path}: face model file not found")
-        logger.warning("face model %s not found; using the procedural head", path)
-        path = None
-    key = "procedural" if path is None else str(Path(path).resolve())
-    if key not in _CACHE:
-        _CACHE[key] = build_procedural_head() if path is None else _load_npz(Path(path))
-        logger.info("face model: %s (%s)", _CACHE[key].name, _CACHE[key].source)
-    return _CACHE[key]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from jointportrait.applications.camera import backproject, intrinsics_from_fov
-from jointportrait.applications.export import depth_mesh, grid_faces, point_cloud, save_geometry
+from jointportrait.geometry.cameras import backproject, intrinsics_from_fov
+from jointportrait.geometry.export import depth_mesh, grid_faces, point_cloud, save_geometry
 
 
 def _scene(h=6, w=8):

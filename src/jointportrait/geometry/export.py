@@ -1,6 +1,6 @@
 """Depth -> 3-D geometry files: a coloured point cloud (PLY) or a triangle mesh (PLY, OBJ, GLB).
 
-Points come from :func:`jointportrait.applications.camera.backproject` (OpenCV frame).
+Points come from :func:`jointportrait.geometry.cameras.backproject` (OpenCV frame).
 Files are written in the usual 3-D viewer frame (x right, y up, z toward the viewer), so a
 portrait opens upright and facing the user. A mesh splits each 2x2 block of pixels
 into two triangles, keeps those whose three pixels are valid, and drops those that span
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jointportrait.geometry.cameras import OPENCV_TO_VIEWER
+
 EXPORT_FORMATS = ("ply", "obj", "glb")
-_TO_VIEWER = np.array([1.0, -1.0, -1.0])  # OpenCV -> viewer frame
 
 
 def point_cloud(points: np.ndarray, colors: np.ndarray | None, valid: np.ndarray):
@@ -23,7 +24,7 @@ def point_cloud(points: np.ndarray, colors: np.ndarray | None, valid: np.ndarray
     import trimesh
 
     valid = np.asarray(valid, bool)
-    verts = np.asarray(points, np.float64)[valid] * _TO_VIEWER  # (P, 3)
+    verts = np.asarray(points, np.float64)[valid] * OPENCV_TO_VIEWER  # (P, 3)
     rgba = None
     if colors is not None:
         c = np.asarray(colors)[valid]
@@ -59,7 +60,7 @@ def depth_mesh(points: np.ndarray, colors: np.ndarray | None, valid: np.ndarray,
     h, w = np.asarray(valid).shape
     pts = np.asarray(points, np.float64)
     faces = grid_faces(valid, pts[..., 2], max_depth_jump)
-    verts = pts.reshape(-1, 3) * _TO_VIEWER
+    verts = pts.reshape(-1, 3) * OPENCV_TO_VIEWER
     vcol = None
     if colors is not None:
         c = np.asarray(colors).reshape(-1, 3)

@@ -1,6 +1,6 @@
 """Diffuse shading from normals (paper Suppl. 8.2: "a diffuse shading layer multiplied with the image").
 
-Two light models, both in the viewer frame of :mod:`jointportrait.applications.normals`
+Two light models, both in the viewer frame of :mod:`jointportrait.geometry.normals`
 (x right, y up, z toward the viewer):
 
 - a directional light: Lambert ``S = ambient + intensity * max(0, n . l)`` with ``l`` the
@@ -8,8 +8,8 @@ Two light models, both in the viewer frame of :mod:`jointportrait.applications.n
 - 9 spherical-harmonics (SH) coefficients of the distant lighting, order
   ``L00, L1-1, L10, L11, L2-2, L2-1, L20, L21, L22``, rendered as irradiance
   ``E(n) = sum_lm A_l L_lm Y_lm(n)`` (Ramamoorthi and Hanrahan, SIGGRAPH 2001), with the
-  basis and band factors of :mod:`jointportrait.data.sh_lighting` (shared with the
-  synthetic studio data).
+  basis and band factors of :mod:`jointportrait.appearance.sh_lighting` (shared with the
+  synthetic studio data and the tracker).
 
 :func:`fit_sh_lighting` inverts the SH model by least squares, which estimates the
 shading already in a photo (for relighting by shading ratio).
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from jointportrait.data.sh_lighting import BAND_FACTORS, sh_basis
+from jointportrait.appearance.sh_lighting import BAND_FACTORS, sh_basis
 
 
 def lambert_shading(normals: np.ndarray, light_direction, intensity: float = 1.0,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from jointportrait.applications.camera import backproject, intrinsics_from_fov
-from jointportrait.applications.normals import normals_from_depth, normals_to_image
+from jointportrait.geometry.cameras import backproject, intrinsics_from_fov
+from jointportrait.geometry.normals import normals_from_depth, normals_to_image
 
 H = W = 96
 TO_VIEWER = np.array([1.0, -1.0, -1.0])

@@ -1,6 +1,6 @@
 """Surface normals from a depth map (paper Suppl. 8.2, "normals from the generated depth").
 
-The depth is back-projected to points ``P(u, v)`` (:mod:`jointportrait.applications.camera`,
+The depth is back-projected to points ``P(u, v)`` (:func:`jointportrait.geometry.cameras.backproject`,
 perspective or orthographic), and the normal is the normalised cross product of
 the central-difference tangents ``dP/dv x dP/du``, which points toward the camera.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jointportrait.applications.camera import backproject
+from jointportrait.geometry.cameras import OPENCV_TO_VIEWER, backproject
 
 
 def normals_from_points(points: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -25,7 +25,7 @@ def normals_from_points(points: np.ndarray, valid: np.ndarray | None = None) -> 
     n = np.cross(d_dv, d_du)  # toward the camera (-z in the OpenCV frame)
     norm = np.linalg.norm(n, axis=-1, keepdims=True)
     n = np.where(norm > 0, n / np.maximum(norm, 1e-300), 0.0)
-    n = n * np.array([1.0, -1.0, -1.0])  # OpenCV (x right, y down, z forward) -> viewer (x right, y up, z out)
+    n = n * OPENCV_TO_VIEWER  # OpenCV (x right, y down, z forward) -> viewer (x right, y up, z out)
     ok = np.isfinite(n).all(axis=-1)
     if valid is not None:
         ok &= _erode(np.asarray(valid, bool))

@@ -1,4 +1,4 @@
-"""Second-order spherical-harmonics lighting for the synthetic studio images (paper Sec. 5.1 data).
+"""Second-order spherical-harmonics lighting (paper Sec. 5.1 data, Suppl. 7.3 tracking, Suppl. 8.2 relighting).
 
 Diffuse irradiance from 9 SH coefficients per colour channel, after
 Ramamoorthi and Hanrahan, "An Efficient Representation for Irradiance
@@ -6,7 +6,9 @@ Environment Maps" (SIGGRAPH 2001): ``E(n) = sum_lm A_l L_lm Y_lm(n)`` with
 ``A_0 = pi``, ``A_1 = 2 pi / 3``, ``A_2 = pi / 4``. Coefficients are stored in
 the order (0,0), (1,-1), (1,0), (1,1), (2,-2), (2,-1), (2,0), (2,1), (2,2)
 as a (9, 3) array; directions are unit vectors in the frame the normals use
-(here camera space, OpenCV axes).
+(camera space: OpenCV axes for the studio renderer and the tracker, the viewer frame
+for relighting). One model serves the synthetic studio images, the tracker's
+photometric stage and :mod:`jointportrait.appearance.shading`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Face model loading, the PCA expression basis and the procedural fallback."""
+"""Face models: the registry and the packaged ICT model, the PCA expression basis, the procedural head."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from jointportrait.data.face_model import FACE_REGION, load_face_model
-from jointportrait.data.procedural_head import build_procedural_head
 from jointportrait.errors import MissingPathError
+from jointportrait.face_models import DEFAULT_FACE_MODEL, FACE_MODELS, load_face_model
+from jointportrait.face_models.ict import ICT_LIGHT_PATH
+from jointportrait.face_models.model import FACE_REGION
+from jointportrait.face_models.procedural import build_procedural_head
 
 
 @pytest.fixture(params=["file", "procedural"])
 def model(request, face_model_path):
-    return load_face_model(face_model_path if request.param == "file" else None)
+    return load_face_model(face_model_path if request.param == "file" else "procedural")
 
 
-def test_shapes_and_names(model, face_model_path):
+def test_shapes_and_names(model):
     V, F = model.num_vertices, model.triangles.shape[0]
     assert model.identity_basis.shape == (50, V, 3)
     assert model.expression_basis.shape == (25, V, 3)
@@ -26,8 +28,6 @@ def test_shapes_and_names(model, face_model_path):
     assert model.vertex_region.shape == (V,) and model.triangle_material.shape == (F,)
     assert model.skin_triangle_mask.any() and not model.skin_triangle_mask.all()
     assert model.name in ("ict-facekit-light", "procedural-head")
-    if face_model_path is None:
-        assert model.name == "procedural-head"
 
 
 def test_expression_basis_is_the_pca_of_the_blendshapes(model):
@@ -73,10 +73,25 @@ def test_blendshape_projection_is_the_orthogonal_projection(model):
     torch.testing.assert_close(model.project_blendshapes(weights).double(), expected, atol=1e-3, rtol=1e-3)
 
 
-def test_missing_file_falls_back_or_fails_when_strict(tmp_path):
-    assert load_face_model(tmp_path / "nope.npz").name == "procedural-head"
+def test_the_packaged_ict_model_is_the_default_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing beside the working folder
+    model = load_face_model()
+    assert DEFAULT_FACE_MODEL == "ict" and set(FACE_MODELS) == {"ict", "procedural"}
+    assert model.name == "ict-facekit-light" and model.source == str(ICT_LIGHT_PATH)
+    assert model.num_vertices == 17202 and load_face_model("ict") is model  # cached per name
+    licence = ICT_LIGHT_PATH.with_name("LICENSE-ICT-FaceKit.txt").read_text()
+    assert "MIT License" in licence and "USC Institute for Creative Technologies" in licence
+    assert load_face_model("procedural").name == "procedural-head"
+
+
+def test_a_path_still_works_and_a_missing_one_is_an_error(tmp_path):
+    copy = tmp_path / "ict copy.npz"
+    copy.write_bytes(ICT_LIGHT_PATH.read_bytes())
+    model = load_face_model(copy)
+    assert model.name == "ict-facekit-light" and model.source == str(copy)
+    torch.testing.assert_close(model.neutral, load_face_model("ict").neutral)
     with pytest.raises(MissingPathError, match="nope.npz"):
-        load_face_model(tmp_path / "nope.npz", strict=True)
+        load_face_model(tmp_path / "nope.npz")
 
 
 def test_procedural_head_is_deterministic_and_faces_the_viewer():

@@ -1,6 +1,6 @@
-"""The project's own procedural head model: the fallback when no face-model file is given (DESIGN.md, "Face model").
+"""The project's own procedural head model, ``--face-model procedural`` (DESIGN.md, "Face model").
 
-Same interface as the ICT-FaceKit model (:class:`~jointportrait.data.face_model.FaceModel`):
+Same interface as the ICT-FaceKit model (:class:`~jointportrait.face_models.model.FaceModel`):
 an ellipsoidal head (an icosphere) shaped by Gaussian features (nose, brow
 ridge, eye sockets, cheeks, lips, chin), two eyeballs with iris caps, the same
 seven regions and material names, 68 landmarks placed on the front of the
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import trimesh
 
-from jointportrait.data.face_model import (
+from jointportrait.face_models.model import (
     NUM_IDENTITY,
     REGION_NAMES,
     FaceModel,
@@ -219,7 +219,7 @@ def build_procedural_head(subdivisions: int = 5, seed: int = 0) -> FaceModel:
     skin_v, skin_t = skin_masks(region_t, t["triangles"].long(), t["material"].long(), MATERIAL_NAMES)
     return FaceModel(
         name="procedural-head",
-        source="jointportrait.data.procedural_head",
+        source="jointportrait.face_models.procedural",
         neutral=t["vertices"].float(),
         identity_basis=t["fields"].float(),
         expression_basis=basis,

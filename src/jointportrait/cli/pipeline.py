@@ -1,0 +1,69 @@
+"""The joint model as the commands run it: loading, depth estimation with the options, and the depth of a photo.
+
+``edit``, ``relight`` and ``export`` estimate depth exactly as ``estimate-depth`` does when
+no depth file is given; they share :func:`estimate_with_options` and :class:`DepthSource`
+here, so no command module imports another.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from jointportrait.cli.inputs import companion_file, load_user_depth
+from jointportrait.cli.options import DepthSourceOptions, EstimationOptions, ModelOptions, SamplingOptions
+from jointportrait.errors import InputError
+from jointportrait.io import DEPTH_SUFFIXES
+
+logger = logging.getLogger(__name__)
+
+
+def load_pipeline(model: ModelOptions, sampling: SamplingOptions | None = None):
+    """The pipeline of ``--model`` on ``--device`` in ``--dtype``; with ``sampling``, ``--inpaint-mode`` is checked
+    against the loaded model (and the automatic choice of latent replacement is logged)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from jointportrait.loading import load_joint_pipeline
+
+    device = model.torch_device()
+    diffusers_logging.disable_progress_bar()  # the CLI's own bars and one-line errors stay readable
+    pipe = load_joint_pipeline(model.model, device=device, dtype=model.torch_dtype())
+    if sampling is not None:
+        if sampling.inpaint_mode == "conditioning" and not pipe.is_inpainting_model:
+            raise InputError("--inpaint-mode conditioning needs an 18-channel (stage-2) model; this one has 8")
+        if sampling.inpaint_mode == "auto" and not pipe.is_inpainting_model:
+            logger.warning("8-channel (stage-1) model: using training-free latent replacement for the known domain")
+    return pipe
+
+
+def estimate_with_options(pipe, image, model: ModelOptions, estimation: EstimationOptions, reference=None):
+    """The depth estimate (:class:`~jointportrait.applications.depth_estimation.DepthEstimate`) of a PIL image."""
+    from jointportrait.applications.depth_estimation import estimate_depth
+
+    return estimate_depth(
+        pipe, image, reference=reference, num_inference_steps=model.steps, ensemble_size=estimation.ensemble,
+        processing_resolution=estimation.sampling.processing_resolution, resize_mode=estimation.resize_mode,
+        spacing=estimation.timestep_spacing, inpaint_mode=estimation.sampling.inpaint_mode,
+        generator=model.generator(),
+    )
+
+
+class DepthSource:
+    """The camera-space depth of each input photo of ``relight`` and ``export``: read from ``--depth`` (a file,
+    or a folder matched by name) or estimated with ``--model`` (loaded here), then placed by the camera options."""
+
+    def __init__(self, options: DepthSourceOptions) -> None:
+        self.options = options
+        self.pipe = load_pipeline(options.model, options.estimation.sampling) if options.depth is None else None
+
+    def __call__(self, path: Path, image) -> tuple[np.ndarray, np.ndarray]:
+        """``(camera z, valid)`` of the photo ``path`` (a PIL ``image``)."""
+        o = self.options
+        if self.pipe is not None:
+            estimate = estimate_with_options(self.pipe, image, o.model, o.estimation)
+            return o.camera.camera_depth(estimate.depth, metric=False)
+        file = companion_file(o.depth, path.stem, "depth", DEPTH_SUFFIXES, (f"{path.stem}_depth",))
+        depth = load_user_depth(file, (image.height, image.width))
+        return o.camera.camera_depth(depth, metric=o.camera.metric_depth)
