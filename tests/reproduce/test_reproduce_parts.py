@@ -13,7 +13,7 @@ from jointportrait.reproduce.report import differences, markdown_differences, ma
 
 def test_equal_steps_and_the_papers_stage_proportion():
     cfg = ProtocolConfig(steps=300)
-    assert STAGE2_SHARE == pytest.approx(15 / 87)  # 3 days : 15 hours
+    assert pytest.approx(15 / 87) == STAGE2_SHARE  # 3 days : 15 hours
     ours = METHODS["ours"]
     assert [cfg.stage_steps(r, ours) for r in ours] == [248, 52]  # round(300 * 15 / 87) = 52
     for method in ("separate", "no_reference"):

@@ -98,7 +98,7 @@ class ProtocolConfig:
 def quick_config(seeds: int = 2, device: str = "cpu") -> ProtocolConfig:
     """The protocol at toy size for the test suite: a few images, two steps per network, and a random tiny
     base instead of the shipped one (loading and saving the shipped base's networks costs seconds per run)."""
-    return ProtocolConfig(base="tiny", 
+    return ProtocolConfig(base="tiny",
         data=DataSizes(studio_subjects=16, studio_frames=2, wild_subjects=8, wild_frames=3, tracker_steps=(5, 10)),
         steps=2, batch_size=4, seeds=seeds, eval_images=3, identity_subjects=3, samples_per_reference=1,
         inference_steps=2, identity_steps=5, device=device)

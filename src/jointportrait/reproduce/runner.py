@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from jointportrait.data.datasets import FrameDataset
-from jointportrait.face_models import load_face_model
 from jointportrait.errors import InputError
+from jointportrait.face_models import load_face_model
 from jointportrait.reproduce.data import make_studio, make_wild
 from jointportrait.reproduce.evaluate import evaluate_method, load_test_sets, trivial_baselines
 from jointportrait.reproduce.identity import IdentityNet, train_identity_net
