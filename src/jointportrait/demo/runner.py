@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 # Optimizer steps per stage by default (docs/REPRODUCTION.md measures their time on 2 cores). The separate
 # "w/o joint learning" networks train for as many steps as the joint model (stage 1 + stage 2): the
 # comparison is at equal training (Sec. 5.2).
-DEFAULT_STEPS = {"stage1": 150, "stage2": 100, "image_to_depth": 250, "depth_to_image": 250}
+DEFAULT_STEPS = {"stage1": 300, "stage2": 200, "image_to_depth": 500, "depth_to_image": 500}
 # With ``minutes``: each stage trains until its share of the time is used (``train.max_minutes``); the
 # separate networks' shares are only caps, their steps are the joint model's.
 STAGE_SHARES = {"stage1": 0.2, "stage2": 0.2, "image_to_depth": 0.3, "depth_to_image": 0.3}
