@@ -4,7 +4,7 @@
 #   bash scripts/train_base.sh OUT [SHARDS] [VAE_STEPS] [UNET_STEPS]
 #
 # 1. SHARDS synthetic face sets of SUBJECTS (250) subjects x 2 frames at 64 px (seeds 1000 + shard), rendered in
-#    parallel (ICT face model; JP_FACE_MODEL overrides its path);
+#    parallel (the packaged ICT face model; JP_FACE_MODEL names another);
 # 2. the VAE (configs/train/base_vae.yaml, RGB only) on the first quarter of the shards;
 # 3. the UNet (configs/train/base_unet.yaml) on every shard over the frozen VAE;
 # 4. the VAE decoder fine-tuned on RGB + depth, encoder frozen (configs/train/base_vae_decoder.yaml);
@@ -21,7 +21,7 @@ VAE_STEPS=${3:-3000}
 UNET_STEPS=${4:-20000}
 JP=${JP:-jointportrait}
 PYTHON=${PYTHON:-python}
-FACE=${JP_FACE_MODEL:-/work/shared/face_model/ict_face_model_light.npz}
+FACE=${JP_FACE_MODEL:-ict}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$OUT/data"
 start=$(date +%s)
