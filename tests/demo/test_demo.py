@@ -61,3 +61,18 @@ def test_full_demo_finishes_in_time_and_learns_both_tasks(tmp_path, capsys):
     copy = images["Trivial: reference copied"]
     for name in ("Ours (joint, stage 2)", "w/o joint learning"):
         assert images[name]["l1"] < copy["l1"] and images[name]["ssim"] > copy["ssim"], name
+
+
+def test_demo_starts_from_the_shipped_base_with_fixed_steps(tmp_path):
+    from jointportrait.demo.runner import DEFAULT_STEPS, STAGE_SHARES, DemoConfig, _train_config
+    from jointportrait.loading import shipped_base_path
+
+    cfg = DemoConfig()
+    assert cfg.size == 64 and cfg.minutes is None
+    assert {s: cfg.stage_budget(s) for s in DEFAULT_STEPS} == {s: (n, None) for s, n in DEFAULT_STEPS.items()}
+    # equal training: each separate network gets the joint model's stage 1 + stage 2
+    assert DEFAULT_STEPS["image_to_depth"] == DEFAULT_STEPS["stage1"] + DEFAULT_STEPS["stage2"]
+    assert DemoConfig(minutes=10).stage_budget("stage2")[1] == 10 * STAGE_SHARES["stage2"]
+    assert DemoConfig(steps=7).stage_budget("stage1") == (7, None)
+    model = _train_config("joint", tmp_path, cfg, 10, None)["model"]
+    assert model["base"] == str(shipped_base_path()) and model["image_encoder"] == "none"

@@ -37,7 +37,9 @@ def run_config(run: Run, method: str, seed: int, cfg: ProtocolConfig, sources: d
         "optim": {"learning_rate": cfg.learning_rate, "weight_decay": 0.0, "lr_scheduler": "constant_with_warmup",
                   "lr_warmup_steps": min(20, steps // 10)},
         "train": {"seed": seed, "batch_size": cfg.batch_size, "gradient_accumulation_steps": 1, "max_steps": steps,
-                  "checkpoint_every": max(1, steps // 4), "checkpoints_total_limit": 1, "log_every": 10,
+                  # four checkpoints a run to resume from (one, at the end, for toy runs)
+                  "checkpoint_every": steps // 4 if steps >= 8 else steps, "checkpoints_total_limit": 1,
+                  "log_every": 10,
                   "reference_dropout": cfg.reference_dropout},
         "validation": {"every": 0},
     }
