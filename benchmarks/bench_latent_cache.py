@@ -30,7 +30,7 @@ def _setup(root: Path, vae: Path, kind: str, in_channels: int, cache: bool):
 
     from jointportrait.training.config import config_from_dict
     from jointportrait.training.data import StepBatchSampler, build_datasets
-    from jointportrait.training.latent_cache import LatentCache
+    from jointportrait.training.latent_cache import cache_latents
     from jointportrait.training.stages import STAGES
 
     cfg = config_from_dict({"model": {"kind": kind, "base": "tiny", "in_channels": in_channels, "vae": str(vae),
@@ -42,9 +42,9 @@ def _setup(root: Path, vae: Path, kind: str, in_channels: int, cache: bool):
     dataset = build_datasets(cfg.dataset_sources(), SIZE, "train")
     start = time.perf_counter()
     if cache:
-        dataset = LatentCache(dataset, stage.latent_vae)
+        dataset = cache_latents(dataset, stage.latent_vae)
     build_s = time.perf_counter() - start
-    loader = iter(DataLoader(dataset, batch_sampler=StepBatchSampler(len(dataset), BATCH, seed=0)))
+    loader = iter(DataLoader(dataset, batch_sampler=StepBatchSampler(len(dataset), BATCH, seed=0, draws=True)))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     counter = iter(range(10**9))
 

@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
+# Property tests: the same examples on every run (a failure reproduces), no example database written into the
+# tree, no per-example deadline (the shared CI machine is noisy). The slow fuzz tests raise max_examples locally.
+settings.register_profile("jointportrait", derandomize=True, database=None, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("jointportrait")
 
 
 @pytest.fixture(scope="session")
@@ -40,4 +46,26 @@ def tiny_stage2_model_dir(tmp_path_factory) -> Path:
     components["unet"] = widen_unet(components["unet"], 18, 8)
     out = tmp_path_factory.mktemp("tiny_joint_stage2")
     JointPortraitPipeline(**components).save_pretrained(out, safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def wide_dataset(tmp_path_factory) -> Path:
+    """Synthetic studio frames (3 subjects x 3 frames) cut to 24 x 32 (H x W): a 24 px crop has 9 horizontal
+    positions, so random crops vary from draw to draw (square frames scale to a single crop)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from jointportrait.data.synth import SynthConfig, write_dataset
+    from jointportrait.face_models import load_face_model
+
+    out = tmp_path_factory.mktemp("synth_wide")
+    write_dataset(out, load_face_model("procedural"), SynthConfig(subjects=3, frames_per_subject=3, size=32, seed=1))
+    for line in (out / "manifest.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        for key in ("image", "mask", "skin_mask"):
+            Image.fromarray(np.asarray(Image.open(out / record[key]))[4:28]).save(out / record[key])
+        np.save(out / record["depth"], np.load(out / record["depth"])[4:28])
     return out

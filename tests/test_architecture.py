@@ -17,7 +17,7 @@ PACKAGE = "jointportrait"
 # Bottom to top. A module may import modules of its own layer or of a lower one.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("depth_codec", "alignment", "io", "geometry", "appearance"),
+    ("depth_codec", "alignment", "io", "model_files", "geometry", "appearance"),
     ("render", "face_models", "latent_codec", "conditioning", "faces"),
     ("data", "models"),
     ("objective", "pipelines"),

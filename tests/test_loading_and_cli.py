@@ -137,11 +137,22 @@ def test_bad_paths_are_one_line_errors(tmp_path, capsys, args, message):
 
 
 def test_bad_single_file_checkpoint_is_one_line_error(tmp_path, capsys):
+    from safetensors.torch import save_file
+
     bad = tmp_path / "model.safetensors"
-    bad.write_bytes(b"\x00" * 64)
+    bad.write_bytes(b"\x00" * 64)  # not even a safetensors header
     assert main(["create", "--base-model", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
+    assert "model.safetensors: corrupt safetensors file" in err and "\n" not in err
+    other = tmp_path / "other.safetensors"  # a valid safetensors file that is no SD checkpoint
+    save_file({"x": torch.zeros(2)}, str(other))
+    assert main(["create", "--base-model", str(other), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
     assert "not a loadable SD 1.x single-file checkpoint" in err and "\n" not in err
+    pickled = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {}}, pickled)
+    assert main(["create", "--base-model", str(pickled), "--out", str(tmp_path / "o")]) == 2
+    assert "pickled checkpoints are not loaded" in capsys.readouterr().err
 
 
 def test_create_refuses_a_non_empty_folder(tmp_path, capsys):

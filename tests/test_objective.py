@@ -25,22 +25,45 @@ def parts():
     return joint, comps.vae, scheduler, batch
 
 
+def _record(joint, scheduler) -> dict:
+    """Spy on one loss call: the noise, clean latents and timesteps it hands to ``scheduler.add_noise``,
+    and the denoiser's input and output."""
+    seen: dict = {}
+    add_noise = scheduler.add_noise
+
+    def spy_add_noise(z0, noise, t):
+        seen.update(z0=z0.detach().clone(), noise=noise.detach().clone(), t=t.clone())
+        return add_noise(z0, noise, t)
+
+    scheduler.add_noise = spy_add_noise  # the instance attribute shadows the method for this scheduler only
+
+    def hook(module, args, kwargs, output):
+        seen.update(model_input=args[0].detach().clone(), model_t=args[1].clone(), pred=output.detach().clone())
+
+    joint.register_forward_hook(hook, with_kwargs=True)
+    return seen
+
+
 def test_loss_is_mse_on_concatenated_independent_noise(parts):
     joint, vae, scheduler, batch = parts
+    seen = _record(joint, scheduler)
     out = joint_diffusion_loss(joint, vae, scheduler, batch, generator=torch.Generator().manual_seed(7))
-    # Recompute eq. 3-5 independently with the same random draws.
-    g = torch.Generator().manual_seed(7)
+    noise, t, z0 = seen["noise"], seen["t"], seen["z0"]
     with torch.no_grad():
-        z0 = torch.cat([encode_rgb(vae, batch["image"]), encode_depth(vae, batch["depth"])], 1)
-        noise = torch.randn(z0.shape, generator=g)
-        t = torch.randint(0, 1000, (2,), generator=g)
-        abar = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
-        noisy = abar.sqrt() * z0 + (1 - abar).sqrt() * noise
-        ref = encode_rgb(vae, batch["reference"])
-        pred = joint(noisy, t, torch.zeros(2, 1, 32), reference_latents=ref)
-    assert torch.allclose(out.loss, F.mse_loss(pred, noise), atol=1e-6)
+        torch.testing.assert_close(z0, torch.cat([encode_rgb(vae, batch["image"]), encode_depth(vae, batch["depth"])], 1))
+    # eq. 3: both halves noised at the SAME timestep per sample, each with its own noise
+    assert noise.shape == (2, 8, 8, 8) and t.shape == (2,) and torch.equal(seen["model_t"], t)
+    abar = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    torch.testing.assert_close(seen["model_input"], abar.sqrt() * z0 + (1 - abar).sqrt() * noise)
+    # the loss's own draw: RGB and depth noise are different draws, uncorrelated, each standard normal
+    rgb, depth = noise[:, :4].flatten(), noise[:, 4:].flatten()
+    assert not torch.allclose(rgb, depth)
+    assert abs(float(torch.corrcoef(torch.stack([rgb, depth]))[0, 1])) < 0.15  # 512 pairs: 3 sigma = 0.13
+    assert abs(float(noise.mean())) < 0.15 and abs(float(noise.std()) - 1) < 0.1
+    # eq. 5: MSE between the prediction and the concatenated noise, over all 8 channels
+    assert torch.allclose(out.loss, F.mse_loss(seen["pred"], noise), atol=1e-6)
+    assert torch.allclose(out.loss_rgb, F.mse_loss(seen["pred"][:, :4], noise[:, :4]), atol=1e-6)
     assert torch.allclose(out.loss, (out.loss_rgb + out.loss_depth) / 2, atol=1e-6)
-    assert not torch.allclose(noise[:, :4], noise[:, 4:])  # independent noise per domain
 
 
 def test_gradients_reach_the_reference_net(parts):
@@ -58,12 +81,17 @@ def test_full_reference_dropout_cuts_the_reference_net_off(parts):
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in joint.reference_unet.parameters())
 
 
-def test_v_prediction_target(parts):
+def test_v_prediction_target_is_the_schedulers_velocity(parts):
     joint, vae, scheduler, batch = parts
-    eps = joint_diffusion_loss(joint, vae, scheduler, batch, generator=torch.Generator().manual_seed(3)).loss
+    seen = _record(joint, scheduler)
     v = joint_diffusion_loss(joint, vae, scheduler, batch, prediction_type="v_prediction",
-                             generator=torch.Generator().manual_seed(3)).loss
-    assert torch.isfinite(v) and not torch.allclose(eps, v)
+                             generator=torch.Generator().manual_seed(3))
+    z0, noise, t, pred = seen["z0"], seen["noise"], seen["t"], seen["pred"]
+    velocity = scheduler.get_velocity(z0, noise, t)
+    abar = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)  # v = sqrt(abar) eps - sqrt(1 - abar) z0, by hand
+    torch.testing.assert_close(velocity, abar.sqrt() * noise - (1 - abar).sqrt() * z0)
+    assert torch.allclose(v.loss, F.mse_loss(pred, velocity), atol=1e-6)
+    assert not torch.allclose(v.loss, F.mse_loss(pred, noise), atol=1e-3)  # not the epsilon target
     with pytest.raises(ValueError, match="prediction_type"):
         joint_diffusion_loss(joint, vae, scheduler, batch, prediction_type="sample")
 

@@ -1,4 +1,4 @@
-"""Least-squares scale and shift alignment of affine-invariant depth (paper Sec. 5.3; MiDaS protocol).
+"""Least-squares scale and shift alignment of affine-invariant depth (paper Sec. 5.3).
 
 Relative depth is defined up to ``a * d + b``. Before comparing a prediction
 with a target (evaluation) or merging ensemble members (depth estimation), the
@@ -8,7 +8,9 @@ prediction is aligned by the closed-form least squares
 
 whose normal equations give ``s = cov(pred, target) / var(pred)`` and
 ``t = mean(target) - s * mean(pred)`` over the masked pixels. Alignment is done
-in the depth space given (depth, not disparity); the caller chooses the space.
+in the space of the arrays given; the caller chooses it: depth (Marigold's
+evaluation and ensembling) or disparity (MiDaS's evaluation), see
+:mod:`jointportrait.evaluation.depth_metrics`.
 """
 
 from __future__ import annotations

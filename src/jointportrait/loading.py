@@ -8,13 +8,15 @@ optionally ``image_encoder/``, weights as safetensors.
 Sources: a Stable Diffusion 1.5 folder in diffusers layout (``vae/``, ``unet/``,
 ``scheduler/``, optional ``image_encoder/``), a single-file ``.safetensors`` SD
 checkpoint (converted offline with the bundled LDM config), or a tiny random
-model with the same layout for tests and trials.
+model with the same layout for tests and trials. Only safetensors weights are
+read (a pickle can run code); every folder is checked first
+(:mod:`jointportrait.model_files`), so a truncated weights file or a broken JSON
+file is one error naming that file.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from importlib import resources
 from pathlib import Path
@@ -25,6 +27,14 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from jointportrait.conditioning import STAGE1_CHANNELS
 from jointportrait.errors import InputError, MissingPathError
+from jointportrait.model_files import (
+    PICKLE_SUFFIXES,
+    check_component_folder,
+    check_model_folder,
+    check_safetensors,
+    model_load_errors,
+    read_json,
+)
 from jointportrait.models.components import BaseComponents, ModelComponents
 from jointportrait.models.mini_sd import mini_sd_unet, mini_sd_vae
 from jointportrait.models.widen import widen_unet
@@ -79,10 +89,9 @@ def load_image_encoder(path: str | Path) -> CLIPVisionModelWithProjection:
     if not (path / "config.json").is_file():
         raise MissingPathError(f"{path}: expected a CLIPVisionModelWithProjection folder (config.json + "
                                "model.safetensors), e.g. the image_encoder/ of an SD image-variation model")
-    try:
-        return CLIPVisionModelWithProjection.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a loadable CLIP vision model ({str(exc).splitlines()[0]})") from None
+    check_component_folder(path)
+    with model_load_errors(path, "a CLIPVisionModelWithProjection folder"):
+        return CLIPVisionModelWithProjection.from_pretrained(path, local_files_only=True, use_safetensors=True)
 
 
 def resolve_image_encoder(base: BaseComponents, image_encoder: str | Path | None, where: str) -> BaseComponents:
@@ -119,22 +128,31 @@ def load_base_components(path: str | Path, image_encoder: str | Path | None = No
         base = _load_single_file(path)
     else:
         _require_subfolders(path, ("unet", "vae", "scheduler"), BASE_LAYOUT)
-        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True)
-        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True)
-        scheduler = _scheduler_from(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True))
+        check_model_folder(path, ("unet", "vae", "scheduler", "image_encoder"))
+        with model_load_errors(path, BASE_LAYOUT):
+            unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True,
+                                                        use_safetensors=True)
+            vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True, use_safetensors=True)
+            scheduler = _scheduler_from(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True))
         encoder = load_image_encoder(path / "image_encoder") if (path / "image_encoder").exists() else None
         base = BaseComponents(unet=unet, vae=vae, scheduler=scheduler, image_encoder=encoder)
     return resolve_image_encoder(base, image_encoder, str(path))
 
 
 def _load_single_file(path: Path) -> BaseComponents:
-    if path.suffix not in (".safetensors", ".ckpt"):
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
+
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise InputError(f"{path}: pickled checkpoints are not loaded (a pickle can run code when read); "
+                         "use the .safetensors file of the model")
+    if path.suffix != ".safetensors":
         raise InputError(f"{path}: expected a single-file SD checkpoint (.safetensors) or {BASE_LAYOUT}")
+    check_safetensors(path)
     config = str(resources.files("jointportrait") / "assets" / "v1-inference.yaml")
     try:
         unet = UNet2DConditionModel.from_single_file(str(path), original_config=config, local_files_only=True)
         vae = AutoencoderKL.from_single_file(str(path), original_config=config, local_files_only=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as exc:
         raise InputError(f"{path}: not a loadable SD 1.x single-file checkpoint ({str(exc).splitlines()[0]})") from None
     scheduler = sd15_scheduler()
     return BaseComponents(unet=unet, vae=vae, scheduler=scheduler)
@@ -235,7 +253,9 @@ def load_joint_pipeline(path: str | Path, device: str | torch.device = "cpu",
     """Load a saved joint model folder as a :class:`JointPortraitPipeline`."""
     path = Path(path)
     _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
-    pipe = JointPortraitPipeline.from_pretrained(path, dtype=dtype, local_files_only=True)
+    check_model_folder(path, ("unet", "reference_unet", "vae", "scheduler", "image_encoder"))
+    with model_load_errors(path, JOINT_LAYOUT):
+        pipe = JointPortraitPipeline.from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -245,16 +265,20 @@ def load_joint_components(path: str | Path) -> ModelComponents:
     reference-attention processors are installed once, by whoever builds the denoiser)."""
     path = Path(path)
     _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
-    image_encoder = None
-    if (path / "image_encoder").is_dir():
-        image_encoder = CLIPVisionModelWithProjection.from_pretrained(path / "image_encoder", local_files_only=True)
-    return ModelComponents(
-        vae=AutoencoderKL.from_pretrained(path / "vae", local_files_only=True),
-        unet=UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True),
-        scheduler=_scheduler_from(DDIMScheduler.load_config(path / "scheduler", local_files_only=True)),
-        reference_unet=UNet2DConditionModel.from_pretrained(path / "reference_unet", local_files_only=True),
-        image_encoder=image_encoder,
-    )
+    check_model_folder(path, ("unet", "reference_unet", "vae", "scheduler", "image_encoder"))
+    with model_load_errors(path, JOINT_LAYOUT):
+        image_encoder = None
+        if (path / "image_encoder").is_dir():
+            image_encoder = CLIPVisionModelWithProjection.from_pretrained(
+                path / "image_encoder", local_files_only=True, use_safetensors=True)
+        return ModelComponents(
+            vae=AutoencoderKL.from_pretrained(path / "vae", local_files_only=True, use_safetensors=True),
+            unet=UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True, use_safetensors=True),
+            scheduler=_scheduler_from(DDIMScheduler.load_config(path / "scheduler", local_files_only=True)),
+            reference_unet=UNet2DConditionModel.from_pretrained(path / "reference_unet", local_files_only=True,
+                                                                use_safetensors=True),
+            image_encoder=image_encoder,
+        )
 
 
 def load_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
@@ -265,9 +289,12 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: t
     if not index.is_file():
         raise MissingPathError(f"{path}: no model_index.json; expected a model folder written by "
                                "jointportrait create or train")
-    name = json.loads(index.read_text()).get("_class_name")
+    check_model_folder(path)
+    content = read_json(index)
+    name = content.get("_class_name") if isinstance(content, dict) else None
     if name not in PIPELINES:
         raise InputError(f"{index}: unknown pipeline class {name!r}; expected one of {', '.join(PIPELINES)}")
-    pipe = PIPELINES[name].from_pretrained(path, dtype=dtype, local_files_only=True)
+    with model_load_errors(path, f"a {name} folder"):
+        pipe = PIPELINES[name].from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)

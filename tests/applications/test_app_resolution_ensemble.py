@@ -6,7 +6,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from jointportrait.applications.ensemble import ensemble_depths
+from jointportrait.applications.ensemble import ensemble_depths, foreground_mask
 from jointportrait.applications.resolution import plan_processing
 
 
@@ -64,3 +64,57 @@ def test_ensemble_of_one_is_identity():
     result = ensemble_depths(d[None])
     np.testing.assert_array_equal(result.depth, d)
     assert (result.uncertainty == 0).all()
+
+
+def _portrait_members() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A face (disc, depths 0.1-0.8) on the far plane (1.0), and 4 members that differ from it by a scale
+    and shift on the face only, as sampled depths do: the background stays on the far plane in each."""
+    ys, xs = np.mgrid[-1:1:24j, -1:1:24j]
+    face = xs**2 + ys**2 < 0.5
+    truth = np.where(face, 0.1 + 0.7 * (xs**2 + ys**2) / 0.5 + 0.05 * xs, 1.0).astype(np.float32)
+    members = np.stack([np.where(face, s * truth + t, 1.0) for s, t in ((1.0, 0.0), (0.6, 0.25), (1.1, -0.05),
+                                                                         (0.8, 0.1))]).astype(np.float32)
+    return members, truth, face
+
+
+def test_foreground_mask_is_what_lies_in_front_of_the_far_plane():
+    members, _, face = _portrait_members()
+    members[:, 0, :] = 0.97  # decoding noise on the background stays background
+    np.testing.assert_array_equal(foreground_mask(members), face)
+    np.testing.assert_array_equal(foreground_mask(members[0]), face)
+
+
+def test_ensemble_aligns_the_face_and_leaves_the_far_plane():
+    members, truth, face = _portrait_members()
+    result = ensemble_depths(members, mask=foreground_mask(members))
+    # on the face the members are exact affine copies: aligned, they agree, and the merge is an affine copy
+    assert result.uncertainty[face].max() < 1e-5
+    assert np.corrcoef(result.depth[face], truth[face])[0, 1] > 0.9999
+    np.testing.assert_array_equal(result.depth[~face], 1.0)
+    assert result.uncertainty[~face].max() == 0.0
+    # member 2 (0.6 d + 0.25) needs 1 / 0.6 the scale of member 1 (d) to be aligned
+    assert result.scales[1] == pytest.approx(result.scales[0] / 0.6, rel=1e-4)
+    # the same members aligned over every pixel: the constant background pulls the fit off the face
+    everywhere = ensemble_depths(members)
+    assert everywhere.uncertainty[face].max() > 0.01
+
+
+def test_estimate_depth_aligns_its_ensemble_over_the_foreground():
+    from types import SimpleNamespace
+
+    from jointportrait.applications.depth_estimation import estimate_depth
+
+    members, truth, face = _portrait_members()
+
+    class FakePipe:  # the sampling is not under test: the pipeline "samples" the members above
+        vae_scale_factor = 8
+
+        def __call__(self, *args, num_images_per_reference, output_domains, output_type, **kwargs):
+            assert num_images_per_reference == len(members) and output_domains == ("depth",)
+            assert output_type == "np"
+            return SimpleNamespace(depths=members.copy())
+
+    image = PIL.Image.new("RGB", (24, 24))
+    result = estimate_depth(FakePipe(), image, ensemble_size=len(members), processing_resolution=0)
+    assert result.uncertainty[face].max() < 1e-5
+    assert np.corrcoef(result.depth[face], truth[face])[0, 1] > 0.9999

@@ -16,9 +16,14 @@ def _check_report(out, capsys):
     assert set(image_rows) == {"Ours (joint, stage 2)", "w/o joint learning", "Trivial: reference copied"}
     for row in depth_rows.values():
         assert 0 <= row["abs_rel"] < 1 and 0 <= row["delta1"] <= 1 and row["rmse"] >= 0
+    minmax_rows = metrics["depth_estimation"]["rows_minmax"]  # ground truth min-max normalised in the mask
+    assert set(minmax_rows) == set(depth_rows)
+    for name, row in minmax_rows.items():  # a [0, 1] ground truth: larger relative errors, RMSE in [0, 1]
+        assert row["abs_rel"] > depth_rows[name]["abs_rel"] and 0 <= row["delta1"] <= 1 and 0 <= row["rmse"] <= 1
     for row in image_rows.values():
         assert 0 <= row["l1"] <= 1 and -1 <= row["ssim"] <= 1
     page = (out / "index.html").read_text()
+    assert "min-max normalised to [0, 1] inside the mask" in page and "in depth space" in page
     for figure in ("depth_estimation.png", "depth_to_image.png", "joint_generation.png", "relighting.png"):
         assert (out / figure).stat().st_size > 0 and figure in page
     assert "Depth estimation (Table 1)" in printed and "face model:" in printed

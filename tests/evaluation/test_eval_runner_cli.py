@@ -61,6 +61,26 @@ def test_evaluate_depth_cli_writes_per_image_rows_and_their_mean(depth_folders, 
     printed = capsys.readouterr().out
     assert "| Method | AbsRel↓ | δ1↑ | RMSE↓ |" in printed
     assert "| Ours | " in printed
+    assert "depth space (as in Marigold's evaluation)" in printed
+
+
+def test_evaluate_depth_cli_with_minmax_ground_truth(depth_folders, tmp_path, capsys):
+    pred, gt, mask = depth_folders
+    out = tmp_path / "minmax.json"
+    assert main(["evaluate", "depth", "--pred", str(pred), "--gt", str(gt), "--mask", str(mask), "--out", str(out),
+                 "--gt-normalization", "minmax", "--no-normals"]) == 0
+    report = json.loads(out.read_text())
+    assert report["gt_normalization"] == "minmax"
+    for row in report["per_item"]:
+        i = row["name"]
+        m = np.asarray(Image.open(mask / f"{i}.png")) > 127
+        direct = depth_metrics(np.load(pred / f"{i}_depth.npy"), np.load(gt / f"{i}.npy"), m, gt_normalization="minmax")
+        assert {k: row[k] for k in direct} == pytest.approx(direct)
+    assert "min-max normalised to [0, 1] inside the mask" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:  # argparse: a one-line usage error
+        main(["evaluate", "depth", "--pred", str(pred), "--gt", str(gt), "--out", str(tmp_path / "x.json"),
+              "--gt-normalization", "zscore"])
+    assert exit_info.value.code == 2 and "invalid choice: 'zscore'" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_to_overwrite_and_names_unmatched_files(depth_folders, tmp_path, capsys):

@@ -7,9 +7,11 @@ import torch
 from diffusers import AutoencoderKL
 
 from jointportrait.conditioning import build_inpainting_condition
+from jointportrait.data.datasets import Draw, FrameDataset, MixedDataset
+from jointportrait.errors import InputError
 from jointportrait.latent_codec import batch_latents, encode_depth, encode_rgb
 from jointportrait.training.config import config_from_dict
-from jointportrait.training.latent_cache import LatentCache
+from jointportrait.training.latent_cache import FrameLatentCache, LatentCache, cache_latents
 from jointportrait.training.trainer import train
 
 
@@ -49,6 +51,46 @@ def test_cache_reads_each_item_once_and_holds_the_latents_of_each_item():
             assert torch.allclose(got["depth_latents"], encode_depth(vae, raw["depth"][None])[0], atol=1e-5)
             assert torch.allclose(got["reference_latents"], encode_rgb(vae, raw["reference"][None])[0], atol=1e-5)
     assert items.reads == len(items)  # served from memory
+
+
+def _equal_items(cached: dict, plain: dict) -> None:
+    assert set(cached) - set(plain) == {"image_latents", "depth_latents", "reference_latents"}
+    for key, value in plain.items():
+        assert torch.equal(cached[key], value) if torch.is_tensor(value) else cached[key] == value, key
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_frame_cache_serves_every_draw_exactly_as_the_dataset(wide_dataset, mixed):
+    """Per frame, not per pair: each draw's reference is drawn anew and the cache assembles it from the
+    cached frames; every tensor equals reading the files, the latents equal encoding that item."""
+    vae = _vae()
+    frames = FrameDataset(wide_dataset, size=24, seed=5)  # centre crops: fixed per frame
+    dataset = MixedDataset([(frames, 1.0), (FrameDataset(wide_dataset, size=24, seed=6), 2.0)], seed=5) \
+        if mixed else frames
+    cache = cache_latents(dataset, vae, batch_size=4)
+    assert isinstance(cache, FrameLatentCache) and len(cache) == len(dataset)
+    references = set()
+    for sample in range(0, 40, 3):
+        key = Draw(sample % len(dataset), sample // len(dataset), sample)
+        got, plain = cache[key], dataset[key]
+        _equal_items(got, plain)
+        references.add((plain["index"], float(plain["reference"].sum())))
+        with torch.no_grad():
+            assert torch.allclose(got["image_latents"], encode_rgb(vae, plain["image"][None])[0], atol=1e-5)
+            assert torch.allclose(got["depth_latents"], encode_depth(vae, plain["depth"][None])[0], atol=1e-5)
+            assert torch.allclose(got["reference_latents"], encode_rgb(vae, plain["reference"][None])[0], atol=1e-5)
+    assert len(references) > len({i for i, _ in references})  # some frame met two different references
+    _equal_items(cache[2], dataset[2])  # the fixed draw of an int index too
+
+
+def test_frame_cache_refuses_random_crops_that_vary_and_keeps_frames_without_a_vae(wide_dataset):
+    with pytest.raises(InputError, match="caching latents needs frames of the training resolution"):
+        cache_latents(FrameDataset(wide_dataset, size=24, random_crop=True))
+    with pytest.raises(InputError, match="crops"):  # 24 x 32 frames scale up to 32 x 43: still 12 crops
+        cache_latents(FrameDataset(wide_dataset, size=32, random_crop=True))
+    plain = FrameDataset(wide_dataset, size=24)
+    cache = cache_latents(plain)
+    assert set(cache[Draw(1, 0, 1)]) == set(plain[Draw(1, 0, 1)])
 
 
 def test_cache_without_a_vae_keeps_the_items_only():

@@ -18,7 +18,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from jointportrait.applications.ensemble import ensemble_depths
+from jointportrait.applications.ensemble import ensemble_depths, foreground_mask
 from jointportrait.applications.resolution import plan_processing
 from jointportrait.applications.sampling import native_resolution
 from jointportrait.conditioning import TASKS
@@ -81,7 +81,8 @@ def estimate_depth(
     )
     members = out.depths  # (N, h, w)
     h, w = plan.scaled_hw
-    merged = ensemble_depths(members[:, :h, :w])  # align over the image content, not the padding
+    content = members[:, :h, :w]  # the image content, not the padding
+    merged = ensemble_depths(content, mask=foreground_mask(content))  # aligned over the face, not the far plane
     depth = np.clip(plan.array_to_input(merged.depth), 0.0, 1.0)
     uncertainty = plan.array_to_input(merged.uncertainty) if ensemble_size > 1 else None
     return DepthEstimate(depth.astype(np.float32), uncertainty, members)

@@ -27,6 +27,6 @@ def run_batch(files: list[Path], process: Callable[[Path], None], desc: str, out
                 raise
             failures += 1
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            print(f"error: {message}", file=sys.stderr)
+            tqdm.write(f"error: {message}", file=sys.stderr)  # on a line of its own, not after the bar
     print(f"wrote {len(files) - failures} of {len(files)} inputs to {out}")
     return 1 if failures else 0

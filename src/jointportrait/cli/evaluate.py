@@ -29,14 +29,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     depth = parser.add_argument_group("depth")
     depth.add_argument("--mask", type=Path, default=None, help="folder of evaluation masks <name>.png (skin region)")
     depth.add_argument("--alignment", choices=("depth", "disparity", "none"), default="depth",
-                       help="least-squares scale/shift alignment space (default: depth)")
+                       help="least-squares scale/shift alignment: depth space (Marigold's evaluation, default), "
+                            "disparity space (MiDaS's) or none")
+    depth.add_argument("--gt-normalization", choices=("none", "minmax"), default="none",
+                       help="ground truth as given (default) or min-max normalised to [0, 1] inside the mask "
+                            "(the scale of the paper's Table 1; docs/EVALUATION.md)")
     depth.add_argument("--pred-kind", choices=("depth", "disparity"), default="depth",
                        help="what the predictions hold (disparity needs --alignment disparity)")
     depth.add_argument("--no-normals", action="store_true", help="skip the normal angular errors")
     weights = parser.add_argument_group("weights (local files; metrics without them are omitted)")
     weights.add_argument("--lpips-weights", type=Path, default=None, help="LPIPS state dict (lpips package layout)")
     weights.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex", help="LPIPS backbone")
-    weights.add_argument("--inception-weights", type=Path, default=None, help="pytorch-fid InceptionV3 weights (FID)")
+    weights.add_argument("--lpips-backbone", type=Path, default=None,
+                         help="torchvision ImageNet weights of --lpips-net, when --lpips-weights holds the linear "
+                              "layers only (the lpips package's weights/v0.1/<net>.pth)")
+    weights.add_argument("--inception-weights", type=Path, default=None,
+                         help="FID InceptionV3: pytorch-fid's .pth or the TorchScript inception-2015-12-05.pt")
     weights.add_argument("--i3d-weights", type=Path, default=None, help="pytorch-i3d weights (FVD)")
     weights.add_argument("--identity-model", type=Path, default=None, help="ArcFace ONNX model (ID similarity)")
     parser.add_argument("--reference", type=Path, default=None,
@@ -56,17 +64,21 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--pred-kind disparity needs --alignment disparity")
     if args.task == "depth":
         result = runner.evaluate_depth(args.pred, args.gt, args.mask, alignment=args.alignment,
-                                       pred_kind=args.pred_kind, normals=not args.no_normals, progress=True)
+                                       pred_kind=args.pred_kind, normals=not args.no_normals, progress=True,
+                                       gt_normalization=args.gt_normalization)
     elif args.task == "image":
         result = runner.evaluate_image(args.pred, args.gt, args.lpips_weights, args.lpips_net,
-                                       args.inception_weights, device=device, progress=True)
+                                       args.inception_weights, device=device, progress=True,
+                                       lpips_backbone=args.lpips_backbone)
     else:
         result = runner.evaluate_video(args.pred, args.gt, args.lpips_weights, args.lpips_net, args.i3d_weights,
-                                       args.identity_model, args.reference, device=device, progress=True)
+                                       args.identity_model, args.reference, device=device, progress=True,
+                                       lpips_backbone=args.lpips_backbone)
     method = args.method or args.pred.resolve().name
     report = {"method": method, "pred": str(args.pred), "gt": str(args.gt), **result.to_json()}
     if args.task == "depth":
-        report.update(alignment=args.alignment, pred_kind=args.pred_kind, mask=str(args.mask) if args.mask else None)
+        report.update(alignment=args.alignment, pred_kind=args.pred_kind, gt_normalization=args.gt_normalization,
+                      mask=str(args.mask) if args.mask else None)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(markdown_table(args.task, [(method, result.mean)], result.labels))
     for note in result.notes:

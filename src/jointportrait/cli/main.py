@@ -3,8 +3,9 @@
 Each sub-command lives in its own module under :mod:`jointportrait.cli` and
 exposes ``add_arguments(parser)`` and ``run(args) -> int``. Heavy imports
 (torch, diffusers) happen inside ``run`` so that ``--help`` stays fast.
-Known errors (:class:`~jointportrait.errors.JointPortraitError`) become one
-line on stderr and exit status 2.
+Every failure becomes one line on stderr and a non-zero exit status
+(:mod:`jointportrait.cli.failures`: 2 bad input, 3 out of disk or memory, 130
+interrupted, 1 unexpected); ``--debug`` prints the traceback as well.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
-from jointportrait.errors import JointPortraitError
+from jointportrait.cli.failures import close_progress_bars, describe
+from jointportrait.io import DEFAULT_MAX_IMAGE_PIXELS, set_max_image_pixels
 
 # name -> (module under jointportrait.cli, one-line help). Explicit registry: a
 # new command is one line here plus its module.
@@ -44,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Joint depth and appearance diffusion for portrait images.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of a failure (also JOINTPORTRAIT_DEBUG=1)")
+    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help="refuse input images of more than N pixels, before decoding them (default "
+                             f"{DEFAULT_MAX_IMAGE_PIXELS:,}, or JOINTPORTRAIT_MAX_PIXELS)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"jointportrait.cli.{module_name}")
@@ -63,14 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    debug = args.debug or os.environ.get("JOINTPORTRAIT_DEBUG", "") not in ("", "0")
     try:
+        set_max_image_pixels(args.max_pixels)  # also resets what an earlier main() in this process set
         return int(args._module.run(args) or 0)
-    except JointPortraitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt) as exc:
+        close_progress_bars()
+        if debug:
+            traceback.print_exc()
+        failure = describe(exc, getattr(args, "out", None) or getattr(args, "output_dir", None))
+        print(f"error: {failure.message}", file=sys.stderr)
+        return failure.exit_code
 
 
 if __name__ == "__main__":

@@ -116,15 +116,21 @@ def read_manifest(root: str | os.PathLike, check_files: bool = True) -> list[Fra
     path = manifest_path(root)
     records = []
     seen: dict[tuple[str, str | None, int], int] = {}
-    with path.open(encoding="utf-8") as fh:
-        for number, text in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            where = f"{path} line {number}"
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"{where}: not UTF-8 text") from None
             if not text.strip():
                 continue
-            where = f"{path} line {number}"
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:  # e.g. an integer of thousands of digits, deep nesting
+                raise InputError(f"{where}: not usable JSON ({type(exc).__name__})") from None
             record = parse_record(obj, path.parent, where, path, number, check_files)
             key = (record.subject, record.clip, record.frame) if record.clip else (record.subject, None, number)
             if key in seen:

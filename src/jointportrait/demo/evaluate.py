@@ -2,7 +2,9 @@
 
 Depth estimation (Table 1): AbsRel, delta1, RMSE over the skin mask of each test image after
 least-squares scale/shift alignment in depth space, averaged over images
-(:func:`jointportrait.evaluation.depth_metrics`). Rows: the joint model after the inpainting
+(:func:`jointportrait.evaluation.depth_metrics`), twice: against the ground truth as given (camera
+z) and against it min-max normalised to [0, 1] inside the mask (the scale of the paper's Table 1,
+docs/EVALUATION.md). Rows: the joint model after the inpainting
 fine-tune (masks rgb 0 / depth 1, the reference is the input image), the separate image -> depth
 network, and the trivial baseline (the mean training depth map, aligned the same way).
 
@@ -27,6 +29,7 @@ from jointportrait.applications.depth_to_image import depth_to_image
 from jointportrait.applications.relight import relight_image
 from jointportrait.data.datasets import FrameDataset
 from jointportrait.evaluation import align_prediction, depth_metrics, image_metrics
+from jointportrait.evaluation.depth_metrics import ALIGNMENTS, GT_NORMALIZATIONS
 from jointportrait.geometry.cameras import intrinsics_from_fov, relative_to_camera_depth
 from jointportrait.geometry.normals import normals_from_depth
 from jointportrait.io import colorize_depth
@@ -93,6 +96,7 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
     names = {"ours": "Ours (joint, stage 2)", "separate": "w/o joint learning", "trivial": None}
     depth_rows: dict[str, list[dict]] = {names["ours"]: [], names["separate"]: [],
                                          "Trivial: mean training depth": []}
+    minmax_rows: dict[str, list[dict]] = {name: [] for name in depth_rows}
     image_rows: dict[str, list[dict]] = {names["ours"]: [], names["separate"]: [], "Trivial: reference copied": []}
     depth_grid, image_grid = [], []
     relit = None
@@ -113,6 +117,7 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
         preds = {names["ours"]: ours, names["separate"]: sep, "Trivial: mean training depth": prior}
         for name, pred in preds.items():
             depth_rows[name].append(depth_metrics(pred, gt, mask, alignment="depth"))
+            minmax_rows[name].append(depth_metrics(pred, gt, mask, alignment="depth", gt_normalization="minmax"))
 
         # Table 2: depth-to-image (ground-truth depth + another frame of the subject as reference)
         ours_img = depth_to_image(pipe, gt, reference, depth_valid=valid, num_inference_steps=steps,
@@ -157,8 +162,11 @@ def evaluate_demo(data: Path, joint_dir: Path, i2d_dir: Path, d2i_dir: Path, out
         _grid(rows).save(path)
         figures[key] = path.name
     metrics = {
-        "depth_estimation": {"n_images": len(test), "alignment": "depth (least squares scale and shift)",
+        "depth_estimation": {"n_images": len(test), "alignment": ALIGNMENTS["depth"],
                              "mask": "skin and valid ground truth", "rows": _mean_rows(depth_rows),
+                             "rows_minmax": _mean_rows(minmax_rows),
+                             "gt_normalization": {"rows": GT_NORMALIZATIONS["none"],
+                                                  "rows_minmax": GT_NORMALIZATIONS["minmax"]},
                              "sampling": _sampling(depth_steps)},
         "depth_to_image": {"n_images": len(test), "rows": _mean_rows(image_rows), "sampling": _sampling(steps),
                            "not_computed": "LPIPS and FID need published backbone weights (none here)"},

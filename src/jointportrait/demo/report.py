@@ -32,6 +32,12 @@ def markdown_tables(metrics: dict) -> str:
         for name, vals in metrics[key]["rows"].items():
             lines.append(f"| {name} | " + " | ".join(f"{vals[k]:.4f}" for k, _ in columns) + " |")
         lines.append("")
+        if "rows_minmax" in metrics[key]:
+            lines += [f"{title}, ground truth {metrics[key]['gt_normalization']['rows_minmax']}", "",
+                      "| Method | " + " | ".join(plain) + " |", "|---" * (len(columns) + 1) + "|"]
+            for name, vals in metrics[key]["rows_minmax"].items():
+                lines.append(f"| {name} | " + " | ".join(f"{vals[k]:.4f}" for k, _ in columns) + " |")
+            lines.append("")
     lines.append(SEED_NOTE)
     return "\n".join(lines)
 
@@ -56,7 +62,11 @@ each other, not with the paper.</p>
 <p class="note">{html.escape(metrics['depth_estimation']['alignment'])} over the {html.escape(metrics['depth_estimation']['mask'])};
 per image, then averaged over {metrics['depth_estimation']['n_images']} held-out images;
 {html.escape(metrics['depth_estimation']['sampling'])}.</p>
+<p class="note">Against the ground truth {html.escape(metrics['depth_estimation']['gt_normalization']['rows'])}, in the data's unit:</p>
 {_table(metrics['depth_estimation']['rows'], DEPTH_COLUMNS)}
+<p class="note">Against the ground truth {html.escape(metrics['depth_estimation']['gt_normalization']['rows_minmax'])}: the
+scale of the paper's Table 1 (docs/EVALUATION.md explains why its figures imply this normalisation):</p>
+{_table(metrics['depth_estimation']['rows_minmax'], DEPTH_COLUMNS)}
 <p>Columns: input, ground-truth depth, then for ours, w/o joint learning and the trivial prior: aligned depth and
 relative error over the evaluation mask (0, blue, to 3 % or more, dark red).</p>
 <img src="{figures['depth_estimation']}" alt="depth estimation grid">

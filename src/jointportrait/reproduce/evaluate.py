@@ -34,7 +34,7 @@ from jointportrait.pipelines import JointPortraitPipeline, SeparateConditionalPi
 from jointportrait.reproduce.identity import IdentityNet, embed, identity_scores
 from jointportrait.reproduce.protocol import ProtocolConfig
 
-GT_NORMALIZATIONS = ("metric", "minmax")
+GT_NORMALIZATIONS = {"metric": "none", "minmax": "minmax"}  # column prefix -> depth_metrics' gt_normalization
 SPACING = "trailing"
 
 
@@ -89,19 +89,8 @@ def depth_row(pred: np.ndarray, item: dict) -> dict[str, float]:
     """Table 1 metrics of one prediction under both ground-truth normalisations (``metric_abs_rel``, ...)."""
     gt = item["depth_raw"][0].numpy()  # camera z (cm), 0 outside the mask
     mask = (item["valid"][0].numpy() > 0.5) & (item["skin_mask"][0].numpy() > 0.5)
-    out = {}
-    for norm in GT_NORMALIZATIONS:
-        gt_norm = gt if norm == "metric" else _minmax(gt, mask)
-        for key, value in depth_metrics(pred, gt_norm, mask & (gt_norm > 0), alignment="depth").items():
-            out[f"{norm}_{key}"] = value
-    return out
-
-
-def _minmax(gt: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The ground truth min-max normalised to [0, 1] inside ``mask`` (0 elsewhere; the nearest pixel is 0 and
-    so left out of the metrics, which divide by the ground truth)."""
-    lo, hi = float(gt[mask].min()), float(gt[mask].max())
-    return np.where(mask, (gt - lo) / max(hi - lo, 1e-6), 0.0).astype(np.float32)
+    return {f"{name}_{key}": value for name, norm in GT_NORMALIZATIONS.items()
+            for key, value in depth_metrics(pred, gt, mask, alignment="depth", gt_normalization=norm).items()}
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:

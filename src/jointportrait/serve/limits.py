@@ -108,6 +108,6 @@ def load_image_upload(path: str | os.PathLike, limits: UploadLimits, what: str =
     """:func:`check_image_upload`, then decode with :func:`jointportrait.io.load_image` (RGB, EXIF-rotated)."""
     check_image_upload(path, limits, what)
     try:
-        return load_image(path)
+        return load_image(path, check_suffix=False)  # the type was checked by content above
     except JointPortraitError as exc:  # e.g. a truncated file: keep the reason, drop the server path
         raise InputError(str(exc).replace(str(path), what)) from None

@@ -1,14 +1,19 @@
 """Training data: the studio + wild mix and a resumable, rank-aware sampler (paper Sec. 5.1).
 
-The mix itself is :class:`jointportrait.data.datasets.MixedDataset` (item ``i``
-comes from source ``k`` with probability ``w_k / sum(w)``).
+The mix itself is :class:`jointportrait.data.datasets.MixedDataset` (each epoch holds
+every source in its configured proportion, and each source's draws walk through all
+its items).
 
-The data order is a pure function of ``(seed, micro-batch number)``: epoch
-``e`` permutes the items with a generator seeded with ``seed + e``, and micro-batch ``m`` of process
-``r`` takes the ``r``-th slice of the ``m``-th global batch. Resuming therefore
-needs only the micro-batch counter (``TrainState.micro_batches``), and every
-process sees a disjoint part of each global batch, as with a
-``DistributedSampler``.
+The data stream is a pure function of ``(seed, sample number)``. Sample ``n`` of the
+run (counted over all processes) is position ``n mod N`` of epoch ``n // N`` (``N``
+items), and epoch ``e`` visits the items in an order permuted with the seed
+``seed + e``. Micro-batch ``m`` of process ``r`` of ``R`` takes samples
+``(m R + r) B ... (m R + r + 1) B - 1`` (batch size ``B``): the ranks take disjoint,
+consecutive slices of each global batch, as with a ``DistributedSampler``, and a
+batch may run across an epoch boundary (nothing is dropped). Resuming needs only
+the micro-batch counter (``TrainState.micro_batches``). With ``draws=True`` the
+sampler yields :class:`~jointportrait.data.datasets.Draw` keys (item, epoch, sample
+number), from which the datasets draw each item's reference and crop anew.
 """
 
 from __future__ import annotations
@@ -18,36 +23,44 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from jointportrait.data.datasets import FrameDataset, MixedDataset
+from jointportrait.data.datasets import Draw, FrameDataset, MixedDataset
 from jointportrait.errors import InputError
 from jointportrait.training.config import DatasetSource
 
 
-class StepBatchSampler(Sampler[list[int]]):
-    """Infinite batch sampler: index lists of ``batch_size`` for process ``rank`` of ``num_replicas``.
+class StepBatchSampler(Sampler[list]):
+    """Infinite batch sampler: key lists of ``batch_size`` for process ``rank`` of ``num_replicas``.
 
-    ``start`` skips that many micro-batches (the data position of a resumed run).
+    ``start`` skips that many micro-batches (the data position of a resumed run). Keys are item
+    indices, or :class:`Draw` with ``draws=True`` (for a :class:`~jointportrait.data.datasets.DrawDataset`).
     """
 
     def __init__(self, num_items: int, batch_size: int, seed: int, rank: int = 0, num_replicas: int = 1,
-                 start: int = 0) -> None:
+                 start: int = 0, draws: bool = False) -> None:
         global_batch = batch_size * num_replicas
         if num_items < global_batch:
             raise InputError(f"the dataset has {num_items} items, fewer than one global batch ({global_batch})")
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
-        self.rank, self.num_replicas, self.start = rank, num_replicas, start
-        self.batches_per_epoch = num_items // global_batch  # drop_last: every process gets full batches
+        self.rank, self.num_replicas, self.start, self.draws = rank, num_replicas, start, draws
+        self._order: tuple[int, list[int]] | None = None  # the last epoch's (epoch, order)
 
-    def epoch_order(self, epoch: int) -> torch.Tensor:
-        return torch.randperm(self.num_items, generator=torch.Generator().manual_seed(self.seed + epoch))
+    def epoch_order(self, epoch: int) -> list[int]:
+        if self._order is None or self._order[0] != epoch:
+            order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(self.seed + epoch))
+            self._order = (epoch, order.tolist())
+        return self._order[1]
 
-    def batch(self, micro_batch: int) -> list[int]:
-        """Indices of micro-batch ``micro_batch`` (counted from the start of training) for this process."""
-        epoch, position = divmod(micro_batch, self.batches_per_epoch)
-        first = (position * self.num_replicas + self.rank) * self.batch_size
-        return self.epoch_order(epoch)[first:first + self.batch_size].tolist()
+    def batch(self, micro_batch: int) -> list[int] | list[Draw]:
+        """Keys of micro-batch ``micro_batch`` (counted from the start of training) for this process."""
+        first = (micro_batch * self.num_replicas + self.rank) * self.batch_size  # run-wide sample number
+        keys = []
+        for sample in range(first, first + self.batch_size):
+            epoch, position = divmod(sample, self.num_items)
+            index = self.epoch_order(epoch)[position]
+            keys.append(Draw(index, epoch, sample) if self.draws else index)
+        return keys
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list]:
         micro_batch = self.start
         while True:
             yield self.batch(micro_batch)
@@ -58,7 +71,8 @@ def build_datasets(sources: list[DatasetSource], resolution: int, split: str, se
                    train: bool = True) -> Dataset:
     """The contract folders of ``sources`` as one dataset; several sources become a weighted mix.
 
-    Training crops at random (fixed per item and seed); validation takes the centre.
+    Training crops at random and draws references and crops anew for every draw; validation takes
+    the centre crop.
     """
     if not sources:
         raise InputError("data.root: no dataset given (set data.root or data.datasets)")

@@ -61,7 +61,8 @@ def brush_mask(height: int, width: int, generator: torch.Generator | None = None
     mask = torch.zeros(height * width, dtype=torch.bool)
     n_strokes = int(torch.randint(1, max_strokes + 1, (1,), generator=generator))
     for _ in range(n_strokes):
-        radius = float(_uniform(generator, 0.03, 0.08)) * side
+        # at least half a pixel diagonal: a stroke always covers the pixel centres next to it (small images)
+        radius = max(float(_uniform(generator, 0.03, 0.08)) * side, math.sqrt(0.5))
         point = torch.stack([_uniform(generator, 0, width - 1)[0], _uniform(generator, 0, height - 1)[0]])
         for _ in range(int(torch.randint(1, max_vertices + 1, (1,), generator=generator))):
             angle = float(_uniform(generator, 0.0, 2 * math.pi))

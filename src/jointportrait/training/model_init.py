@@ -26,10 +26,11 @@ from jointportrait.loading import (
     resolve_image_encoder,
     tiny_base_components,
 )
+from jointportrait.model_files import check_component_folder, model_load_errors
 from jointportrait.models.components import BaseComponents, ModelComponents
 from jointportrait.models.joint_denoiser import JointDenoiser
 from jointportrait.models.widen import widen_unet
-from jointportrait.training.checkpoint import latest_checkpoint
+from jointportrait.training.checkpoint import latest_intact_checkpoint
 from jointportrait.training.config import RunConfig, config_from_dict
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ def load_vae(path: str | Path) -> AutoencoderKL:
     if not (path / "config.json").exists():
         raise MissingPathError(f"model.vae {path}: expected an AutoencoderKL folder (config.json + weights) "
                                "or a VAE-stage run folder with final/")
-    return AutoencoderKL.from_pretrained(path, local_files_only=True)
+    check_component_folder(path)
+    with model_load_errors(path, "an AutoencoderKL folder"):
+        return AutoencoderKL.from_pretrained(path, local_files_only=True, use_safetensors=True)
 
 
 def build_base_components(cfg: RunConfig) -> BaseComponents:
@@ -66,13 +69,13 @@ def build_base_components(cfg: RunConfig) -> BaseComponents:
 
 
 def resolve_init_from(path: str | Path) -> Path:
-    """A joint model folder, or a run folder: its ``final/``, else its latest checkpoint."""
+    """A joint model folder, or a run folder: its ``final/``, else its newest intact (hash-verified) checkpoint."""
     path = Path(path)
     if (path / "model_index.json").exists():
         return path
     if (path / "final" / "model_index.json").exists():
         return path / "final"
-    latest = latest_checkpoint(path)
+    latest = latest_intact_checkpoint(path)  # a newer corrupt checkpoint is named in a warning and skipped
     if latest is not None and (path / "config.yaml").exists():
         return latest
     raise MissingPathError(f"model.init_from {path}: expected a joint model folder or a training run "

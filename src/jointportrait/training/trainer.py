@@ -22,6 +22,7 @@ import contextlib
 import copy
 import logging
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +35,15 @@ from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from jointportrait.errors import JointPortraitError
-from jointportrait.training.checkpoint import TrainState, remove_incomplete, save_checkpoint
+from jointportrait.data.datasets import DrawDataset
+from jointportrait.errors import JointPortraitError, TrainingStopped
+from jointportrait.training.checkpoint import TrainState, load_checkpoint, remove_incomplete, save_checkpoint
 from jointportrait.training.config import RunConfig, save_config
 from jointportrait.training.data import StepBatchSampler, build_datasets
-from jointportrait.training.latent_cache import LatentCache
+from jointportrait.training.latent_cache import cache_latents
+from jointportrait.training.run_lock import run_lock
 from jointportrait.training.stages import STAGES, TrainingStage
+from jointportrait.training.stop_signals import StopRequest, stop_on_signals
 from jointportrait.training.validation import run_validation
 
 logger = logging.getLogger(__name__)
@@ -98,7 +102,16 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
 
     ``dataset``/``val_dataset`` default to the folders of ``cfg.data`` (dataset
     contract); passing them lets tests and notebooks train on in-memory data.
+    The run folder is locked for the whole run (:mod:`~jointportrait.training.run_lock`);
+    SIGTERM / SIGINT write a checkpoint and raise :class:`TrainingStopped`
+    (:mod:`~jointportrait.training.stop_signals`).
     """
+    with run_lock(output_dir), stop_on_signals() as stop:
+        return _train(cfg, output_dir, resume_from, dataset, val_dataset, stop)
+
+
+def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dataset: Dataset | None,
+           val_dataset: Dataset | None, stop: StopRequest) -> TrainResult:
     stage_cls = STAGES[cfg.model.kind]  # the kind was checked when the config loaded
     # 1. Data first: a wrong path fails before anything is written or loaded
     if dataset is None:
@@ -123,7 +136,7 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
     stage = stage_cls(cfg)
     stage.prepare(accelerator.device, weight_dtype)
     if cfg.data.cache_latents:
-        dataset = LatentCache(dataset, stage.latent_vae, keys=stage.latent_keys)
+        dataset = cache_latents(dataset, stage.latent_vae)
     model = stage.model
     params = stage.trainable_parameters()
     optimizer = torch.optim.AdamW(
@@ -138,17 +151,17 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
         ema = EMAModel(stage.trainable_parameters(accelerator.unwrap_model(model)), decay=cfg.train.ema.decay,
                        update_after_step=cfg.train.ema.update_after_step)
         ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
     state = TrainState()
-    accelerator.register_for_checkpointing(state)
+    states = {"train_state": state} if ema is None else {"train_state": state, "ema": ema}  # saved without pickle
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))
+        load_checkpoint(accelerator, resume_from, states)
         logger.info("resumed from %s at step %d", resume_from, state.step)
 
     # 3. Sampler: the data position is the micro-batch counter
     accum = cfg.train.gradient_accumulation_steps
     sampler = StepBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, rank=accelerator.process_index,
-                               num_replicas=accelerator.num_processes, start=state.micro_batches)
+                               num_replicas=accelerator.num_processes, start=state.micro_batches,
+                               draws=isinstance(dataset, DrawDataset))  # references and crops drawn anew
     loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
                              persistent_workers=cfg.data.num_workers > 0))
 
@@ -166,8 +179,17 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
     while state.step < last_step:
         if deadline is not None and _out_of_time(accelerator, deadline):
             logger.info("train.max_minutes reached at step %d: stopping early", state.step)
-            save_checkpoint(accelerator, output_dir, state.step, cfg.train.checkpoints_total_limit)
+            save_checkpoint(accelerator, output_dir, state.step, cfg.train.checkpoints_total_limit, states)
             break
+        signum = stop.requested(accelerator)
+        if signum:  # SIGTERM / SIGINT: keep every finished step, then stop
+            progress.close()
+            if state.step > 0 and state.step % cfg.train.checkpoint_every:
+                save_checkpoint(accelerator, output_dir, state.step, cfg.train.checkpoints_total_limit, states)
+            accelerator.end_training()
+            raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at step {state.step}: "
+                                  + (f"checkpoint-{state.step} is saved; continue with --resume latest"
+                                     if state.step else "nothing to save yet"), signum)
         start = time.perf_counter()
         totals = torch.zeros(3, device=accelerator.device)  # loss, loss_rgb, loss_depth summed over micro-batches
         for micro in range(accum):
@@ -211,7 +233,7 @@ def train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None = Non
                              "lr": lr_scheduler.get_last_lr()[0], "samples_per_second": samples / elapsed},
                             step=state.step)
         if state.step % cfg.train.checkpoint_every == 0 or state.step == last_step:
-            save_checkpoint(accelerator, output_dir, state.step, cfg.train.checkpoints_total_limit)
+            save_checkpoint(accelerator, output_dir, state.step, cfg.train.checkpoints_total_limit, states)
         if stage.validates and cfg.validation.every and state.step % cfg.validation.every == 0:
             _validate(accelerator, cfg, stage, model, ema, val_dataset, state.step, output_dir)
     progress.close()

@@ -19,7 +19,6 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from jointportrait.latent_codec import LATENT_SOURCES
 from jointportrait.training.config import RunConfig
 from jointportrait.training.validation import validation_grid
 
@@ -38,8 +37,6 @@ class TrainingStage(ABC):
 
     #: the trainer samples a validation grid with :meth:`pipeline` every ``validation.every`` steps
     validates: bool = False
-    #: the batch keys whose latents a latent cache (``data.cache_latents``) encodes once
-    latent_keys: tuple[str, ...] = LATENT_SOURCES
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg

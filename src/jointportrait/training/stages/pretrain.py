@@ -29,7 +29,6 @@ class BaseModelStage(DiffusionStage):
     """The 4-channel UNet trains on RGB latents; the VAE is frozen."""
 
     validates = True
-    latent_keys = ("image",)  # a latent cache encodes the images only
 
     def __init__(self, cfg: RunConfig) -> None:
         base = build_base_components(cfg)
