@@ -31,7 +31,7 @@ from jointportrait.alignment import align_scale_shift
 from jointportrait.conditioning import TASKS, build_inpainting_condition, denoiser_input
 from jointportrait.latent_codec import batch_latents, decode_rgb, encode_rgb
 from jointportrait.models.baselines import IMAGE_TO_DEPTH, ConcatReferenceDenoiser, ConditionalDenoiser
-from jointportrait.models.image_condition import reference_conditioning
+from jointportrait.models.image_condition import null_embedding, reference_conditioning
 from jointportrait.models.joint_denoiser import JointDenoiser
 from jointportrait.models.video_denoiser import VideoJointDenoiser
 
@@ -355,3 +355,30 @@ def video_diffusion_loss(
         motion=motion,
     )  # (B*F, 8, h, w)
     return split_loss(pred, target, video.latent_channels)
+
+
+def unconditional_diffusion_loss(
+    model: torch.nn.Module,
+    vae: AutoencoderKL,
+    noise_scheduler: SchedulerMixin,
+    batch: dict[str, torch.Tensor],
+    image_encoder: torch.nn.Module | None = None,
+    reference_dropout: float = 0.0,
+    prediction_type: str | None = None,
+    generator: torch.Generator | None = None,
+) -> JointLoss:
+    """The pretraining loss of the base model (the SD 1.5 stand-in, Sec. 3.3): the plain latent diffusion
+    MSE on RGB latents only, with the null cross-attention embedding (no text or image condition).
+
+    ``model`` is the 4-channel ``UNet2DConditionModel`` (possibly DDP-wrapped); ``batch`` needs ``image``
+    (B, 3, H, W) in [-1, 1] (or its cached ``image_latents``). ``loss_depth`` is reported as 0.
+    """
+    unet = getattr(model, "module", model)
+    param = next(unet.parameters())
+    with torch.no_grad():
+        z0 = batch_latents(vae, batch, "image").to(param.device, param.dtype)  # (B, 4, h, w)
+    noisy, t, target = noised_latents_and_target(z0, noise_scheduler, prediction_type, generator)
+    ehs = null_embedding(z0.shape[0], unet.config.cross_attention_dim, param.device, param.dtype)  # (B, 1, D)
+    pred = model(noisy, t, encoder_hidden_states=ehs).sample  # (B, 4, h, w)
+    loss = F.mse_loss(pred.float(), target.float())
+    return JointLoss(loss, loss.detach(), loss.detach().new_zeros(()))

@@ -9,12 +9,14 @@ from jointportrait.training.stages.baselines import ConcatReferenceStage, DepthT
 from jointportrait.training.stages.joint import JointStage
 from jointportrait.training.stages.motion import MotionStage
 from jointportrait.training.stages.one_step import OneStepDepthStage
+from jointportrait.training.stages.pretrain import BaseModelStage
 from jointportrait.training.stages.vae import VAEStage
 
 # model.kind -> stage (explicit registry)
 STAGES: dict[str, type[TrainingStage]] = {
     "joint": JointStage,
     "vae": VAEStage,
+    "base": BaseModelStage,
     "image_to_depth": ImageToDepthStage,
     "depth_to_image": DepthToImageStage,
     "concat_reference": ConcatReferenceStage,
@@ -22,6 +24,6 @@ STAGES: dict[str, type[TrainingStage]] = {
     "motion": MotionStage,
 }
 
-__all__ = ["STAGES", "ConcatReferenceStage", "DepthToImageStage", "ImageToDepthStage", "JointStage", "MotionStage",
-           "OneStepDepthStage", "StageLoss",
+__all__ = ["STAGES", "BaseModelStage", "ConcatReferenceStage", "DepthToImageStage", "ImageToDepthStage", "JointStage",
+           "MotionStage", "OneStepDepthStage", "StageLoss",
            "TrainingStage", "VAEStage"]
