@@ -1,17 +1,18 @@
 """Quality against steps of depth estimation: the one-step fine-tuned model (E2E-FT) and the stage-2 model.
 
-On the demo's data (``jointportrait demo``: synthetic studio portraits, split by subject) it
+On the demo's data (``jointportrait demo``: synthetic studio portraits at 64 px, split by subject) it
 
-1. trains what is missing of the demo's VAE, stage 1 and stage 2 at fixed step counts (``--base-steps``;
-   the default is what the default 15-minute demo reached on an unloaded machine), with the demo's
-   own training configurations;
+1. trains what is missing of the demo's stage 1 and stage 2, both from the shipped pretrained base
+   (``src/jointportrait/assets/base``, docs/REPRODUCTION.md section 3) with the demo's own training
+   configurations, at fixed step counts (``--base-steps``; the default is the demo's
+   :data:`~jointportrait.demo.runner.DEFAULT_STEPS`, so a demo folder made with the defaults is reused as it is);
 2. fine-tunes stage 2 into the one-step depth model (``model.kind: one_step_depth``, ``--steps``);
-3. scores every setting on the held-out test subjects the way the demo does (AbsRel, delta1 and
-   RMSE over the skin mask after least-squares scale and shift, the photo as its own reference,
-   trailing spacing), with the CPU time per photo (one torch thread);
+3. scores every setting on the held-out test subjects the way the demo's Table 1 does (AbsRel, delta1
+   and RMSE over the skin mask after least-squares scale and shift in depth, the photo as its own
+   reference, trailing spacing), with the CPU time per photo (one torch thread);
 4. writes the table into BENCHMARKS.md (section ``one_step_depth``).
 
-    python scripts/one_step_depth_table.py --demo demo_out [--steps 300] [--base-steps 350,558,817]
+    python scripts/one_step_depth_table.py --demo demo_out [--steps 300] [--base-steps 300,200]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from jointportrait.applications.depth_estimation import estimate_depth  # noqa: 
 from jointportrait.data.datasets import FrameDataset  # noqa: E402
 from jointportrait.data.synth import SynthConfig, write_dataset  # noqa: E402
 from jointportrait.demo.evaluate import _pil, mean_depth_prior  # noqa: E402
-from jointportrait.demo.runner import DemoConfig, _train_config  # noqa: E402
+from jointportrait.demo.runner import DEFAULT_STEPS, DemoConfig, _train_config  # noqa: E402
 from jointportrait.evaluation import depth_metrics  # noqa: E402
 from jointportrait.face_models import load_face_model  # noqa: E402
 from jointportrait.loading import load_joint_pipeline  # noqa: E402
@@ -51,18 +52,20 @@ SETTINGS = (
 )
 
 
-def train_base(demo: Path, cfg: DemoConfig, steps: tuple[int, int, int]) -> None:
+def train_base(demo: Path, cfg: DemoConfig, steps: tuple[int, int]) -> float:
+    """Train what is missing of the demo's stage 1 and stage 2 (from the shipped base); their CPU minutes."""
     data = demo / "data"
     if not (data / "manifest.jsonl").exists():
         write_dataset(data, load_face_model(cfg.face_model),
                       SynthConfig(subjects=cfg.subjects, frames_per_subject=cfg.frames_per_subject, size=cfg.size,
                                   seed=cfg.seed, val_fraction=0.0625, test_fraction=0.125))
     runs = demo / "runs"
-    for name, kind, n, model in (("vae", "vae", steps[0], {"vae_levels": cfg.vae_levels}),
-                                 ("stage1", "joint", steps[1], {"vae": str(runs / "vae"), "in_channels": 8}),
-                                 ("stage2", "joint", steps[2], {"init_from": str(runs / "stage1"), "in_channels": 18})):
+    start = time.process_time()
+    for name, n, model in (("stage1", steps[0], {"in_channels": 8}),
+                           ("stage2", steps[1], {"init_from": str(runs / "stage1"), "in_channels": 18})):
         if not (runs / name / "final").exists():
-            train(config_from_dict(_train_config(kind, data, cfg, n, None, **model)), runs / name)
+            train(config_from_dict(_train_config("joint", data, cfg, n, None, **model)), runs / name)
+    return (time.process_time() - start) / 60
 
 
 def fine_tune(demo: Path, cfg: DemoConfig, steps: int, learning_rate: float) -> float:
@@ -108,12 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--demo", type=Path, required=True, help="demo output folder (made if missing)")
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps of the one-step model")
     parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--base-steps", default="350,558,817", help="steps of the VAE, stage 1, stage 2")
+    parser.add_argument("--base-steps", default=f"{DEFAULT_STEPS['stage1']},{DEFAULT_STEPS['stage2']}",
+                        help="steps of stage 1 and stage 2 (default: the demo's)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cfg = DemoConfig(out=args.demo)
     base = tuple(int(v) for v in args.base_steps.split(","))
-    train_base(args.demo, cfg, base)
+    if len(base) != 2:
+        parser.error(f"--base-steps takes two step counts (stage 1, stage 2), got {args.base_steps!r}")
+    base_minutes = train_base(args.demo, cfg, base)
     minutes = fine_tune(args.demo, cfg, args.steps, args.learning_rate)
     rows, n = evaluate(args.demo, cfg)
     one = next(r for r in rows if r["label"].startswith("**one-step"))
@@ -126,8 +132,10 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"`python scripts/one_step_depth_table.py --demo DIR --steps {args.steps} --base-steps {args.base_steps}`: "
         f"the demo's synthetic studio data ({cfg.subjects} subjects x {cfg.frames_per_subject} frames at "
-        f"{cfg.size} px), its VAE, stage 1 and stage 2 trained for {base[0]}, {base[1]} and {base[2]} steps "
-        f"(batch {cfg.batch_size}), then stage 2 fine-tuned for {args.steps} steps "
+        f"{cfg.size} px), stage 1 and stage 2 trained from the shipped base for {base[0]} and {base[1]} steps "
+        f"(batch {cfg.batch_size}, learning rate {cfg.learning_rate:g}, the demo's configurations"
+        + (f", {base_minutes:.1f} CPU minutes" if base_minutes > 0.01 else "") + "), then stage 2 fine-tuned for "
+        f"{args.steps} steps "
         f"(`model.kind: one_step_depth`, learning rate {args.learning_rate:g}"
         + (f", {minutes:.1f} CPU minutes" if minutes else "") + "). Scored on the "
         f"{n} held-out test photos as the demo scores them (skin mask, least-squares scale and shift in depth, "
