@@ -8,6 +8,7 @@ are noisy; absolute times are recorded for context only).
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -20,7 +21,14 @@ HEADER = "# Benchmarks\n\nRun all with `python benchmarks/run.py`, or one with `
 
 def machine() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {gpu}, torch {torch.__version__}"
+    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {gpu}, "
+            f"torch {torch.__version__}, {load()}")
+
+
+def load() -> str:
+    """The machine's load when a figure is written: other processes share its cores (ratios stay side by side)."""
+    one, _, fifteen = os.getloadavg()
+    return f"load average {one:.1f} (1 min) / {fifteen:.1f} (15 min) on {os.cpu_count()} cores"
 
 
 def timeit(fn, repeats: int = 5, warmup: int = 1) -> float:
