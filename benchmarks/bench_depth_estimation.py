@@ -27,7 +27,14 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, MarigoldDepthPipeline, UNet2DConditionModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.profiling import attention_extra, interleaved, ratio_stats, record_attention_shapes
+from benchmarks.profiling import (
+    attention_extra,
+    interleaved,
+    measure,
+    module_times,
+    ratio_stats,
+    record_attention_shapes,
+)
 from benchmarks.report import update_section
 from jointportrait.applications.depth_estimation import estimate_depth
 from jointportrait.loading import joint_components_from_base
@@ -102,6 +109,18 @@ def unet_call_times(ours, marigold, res: int, device: str, repeats: int) -> tupl
     return {k: float(np.median(v)) for k, v in samples.items()}, extra
 
 
+def module_rows(ours, marigold, run_ours, run_marigold, device: str) -> list[str]:
+    """Where the time of one call at the larger step count goes, by module kind (inclusive CPU time from
+    forward hooks), ours against Marigold's."""
+    with module_times({"ReferenceNet": ours.reference_unet, "denoiser": ours.unet, "VAE": ours.vae}, device) as mine:
+        run_ours()
+    with module_times({"denoiser": marigold.unet, "VAE": marigold.vae}, device) as theirs:
+        run_marigold()
+    whole = measure(run_ours, device), measure(run_marigold, device)
+    rows = [f"| {k} | {mine.get(k, 0.0):.4f} | {theirs.get(k, 0.0):.4f} |" for k in sorted(set(mine) | set(theirs))]
+    return rows + [f"| whole call | {whole[0]:.4f} | {whole[1]:.4f} |"]
+
+
 def one_step_encode_times(ours, image, res: int, repeats: int, device: str) -> dict[str, float]:
     """Median time of a one-step call as it is (the photo, also the reference, encoded once) and with the
     photo encoded a second time for the masked-image latents, as before the two were shared."""
@@ -159,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     unet, extra = unet_call_times(ours, marigold, res, args.device, args.repeats)
     fixed = {name: t[0] - STEPS[0] * per_step[name] for name, t in times.items()}
     encodes = one_step_encode_times(ours, image, res, args.repeats, args.device)
+    profile = module_rows(ours, marigold, run_ours(STEPS[1]), run_marigold(STEPS[1]), args.device)
     ratio = per_step["ours"] / per_step["marigold"]
     floor = (per_step["marigold"] + extra) / per_step["marigold"]
     one = ratio_stats(samples[("ours", 1)], samples[("marigold", 1)])
@@ -189,6 +209,13 @@ def main(argv: list[str] | None = None) -> None:
         f"{unet['ours'] / unet['marigold']:.2f} and {unet['ours_plain'] / unet['marigold']:.2f}. "
         "The reference attention doubles the keys and values of every self-attention layer "
         "(paper Sec. 3.3), which is most of the gap where attention dominates the UNet.",
+        "",
+        f"Where the time of one call at {STEPS[1]} steps goes (inclusive time per module kind, forward hooks; "
+        "one call each):",
+        "",
+        "| module | jointportrait (s) | Marigold (s) |",
+        "|---|---|---|",
+        *profile,
         "",
         f"One-step call: {encodes['once']:.4f} s with the photo encoded once (it is also the "
         f"reference), {encodes['twice']:.4f} s when it is encoded again for the masked-image latents; "
