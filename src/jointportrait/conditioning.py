@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
-from jointportrait.latent_codec import encode_depth, encode_rgb
+from jointportrait.latent_codec import encode_blank, encode_depth, encode_rgb
 
 STAGE1_CHANNELS = 8
 STAGE2_CHANNELS = 18
@@ -109,7 +109,8 @@ def build_inpainting_condition(
     ``rgb_mask``/``depth_mask`` are ``(B, 1, H, W)`` with 1 = generate. A mask
     that is 1 everywhere blanks its domain entirely (nothing is known).
 
-    Rows whose mask is all 1 share one latent of a blank input. ``rgb_latents``/
+    Rows whose mask is all 1 share one latent of a blank input (encoded once per VAE and size,
+    :func:`~jointportrait.latent_codec.encode_blank`). ``rgb_latents``/
     ``depth_latents`` (optional, ``(B, 4, h, w)``) are the latents of the
     unmasked inputs when the caller has them already (training, or an image that
     is also the reference); rows whose mask is all 0 then reuse them. Only the
@@ -142,7 +143,7 @@ def _masked_latents(vae: AutoencoderKL, x: torch.Tensor, keep: torch.Tensor, lat
         rows["todo"] = encode(vae, (x * keep)[todo])
     if bool(blank.any()):
         # a blank RGB image and a blank depth map are both an all-zero 3-channel input
-        rows["blank"] = encode_rgb(vae, x.new_zeros((1, 3, *x.shape[-2:])))
+        rows["blank"] = encode_blank(vae, *x.shape[-2:])
     if bool(whole.any()):
         rows["whole"] = latents.to(device=vae.device, dtype=vae.dtype)[whole.to(latents.device)]
     first = next(iter(rows.values()))

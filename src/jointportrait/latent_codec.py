@@ -8,6 +8,8 @@ three decoded channels.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from diffusers import AutoencoderKL
 
@@ -27,6 +29,36 @@ def encode_rgb(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
 def encode_depth(vae: AutoencoderKL, depth_normalized: torch.Tensor) -> torch.Tensor:
     """Normalised depth ``(B, 1, H, W)`` in [-1, 1] -> latents ``(B, 4, H/8, W/8)``."""
     return encode_rgb(vae, depth_normalized.expand(-1, 3, -1, -1))
+
+
+# vae -> {(height, width, autocast dtype or None, tiled): (weights' fingerprint, latent)}
+_BLANK_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _weights_fingerprint(vae: AutoencoderKL) -> tuple:
+    """Changes whenever a weight is replaced (``.to``, ``load_state_dict``) or updated in place (an optimizer)."""
+    return tuple((p.data_ptr(), p.dtype, p._version) for p in vae.parameters())
+
+
+def encode_blank(vae: AutoencoderKL, height: int, width: int) -> torch.Tensor:
+    """``encode_rgb`` of an all-zero ``(1, 3, height, width)`` input (a blanked RGB image or depth map, the
+    masked input of a domain generated whole, Sec. 4), ``(1, 4, height/8, width/8)``.
+
+    Every depth estimate and joint sample needs it; it depends only on the VAE's weights and the size,
+    so it is encoded once and kept (per VAE, size, autocast dtype and tiling) until a weight changes. With
+    gradients flowing into the VAE it is encoded every time."""
+    autocast = torch.get_autocast_dtype(vae.device.type) if torch.is_autocast_enabled(vae.device.type) else None
+    if torch.is_grad_enabled() and any(p.requires_grad for p in vae.parameters()):
+        return encode_rgb(vae, torch.zeros(1, 3, height, width))
+    cache = _BLANK_CACHE.setdefault(vae, {})
+    key = (height, width, autocast, bool(getattr(vae, "use_tiling", False)))
+    fingerprint = _weights_fingerprint(vae)
+    kept = cache.get(key)
+    if kept is None or kept[0] != fingerprint:
+        with torch.no_grad():
+            latent = encode_rgb(vae, torch.zeros(1, 3, height, width))
+        cache[key] = kept = (fingerprint, latent)
+    return kept[1]
 
 
 LATENT_SOURCES = ("image", "depth", "reference")  # batch keys whose latents a training batch may carry

@@ -9,7 +9,7 @@ from diffusers import AutoencoderKL
 from jointportrait.conditioning import build_inpainting_condition
 from jointportrait.data.datasets import Draw, FrameDataset, MixedDataset
 from jointportrait.errors import InputError
-from jointportrait.latent_codec import batch_latents, encode_depth, encode_rgb
+from jointportrait.latent_codec import batch_latents, encode_blank, encode_depth, encode_rgb
 from jointportrait.training.config import config_from_dict
 from jointportrait.training.latent_cache import FrameLatentCache, LatentCache, cache_latents
 from jointportrait.training.trainer import train
@@ -125,6 +125,27 @@ def test_inpainting_condition_from_known_latents_equals_encoding_every_row():
     # worked out by hand: a blanked domain is the latent of an all-zero input, a kept one the input's latent
     assert torch.allclose(reused[0, 2:6], encode_rgb(vae, rgb[:1])[0], atol=1e-5)
     assert torch.allclose(reused[0, 6:10], blank, atol=1e-5) and torch.allclose(reused[2, 2:6], blank, atol=1e-5)
+
+
+def test_blank_latent_is_encoded_once_per_vae_and_size_until_a_weight_changes():
+    vae = _vae()
+    encodes = []
+    vae.encoder.register_forward_hook(lambda *_: encodes.append(1))
+    with torch.no_grad():
+        first = encode_blank(vae, 16, 16)
+        assert torch.equal(first, encode_rgb(vae, torch.zeros(1, 3, 16, 16)))
+        encodes.clear()
+        assert torch.equal(encode_blank(vae, 16, 16), first) and encodes == []  # kept
+        other = encode_blank(vae, 24, 16)
+        assert other.shape == (1, 4, 12, 8) and encodes == [1]  # another size is encoded (2 levels: /2)
+        vae.encoder.conv_in.bias.add_(0.5)  # an optimizer step on the VAE (in place)
+        changed = encode_blank(vae, 16, 16)
+        assert not torch.allclose(changed, first) and torch.equal(changed, encode_rgb(vae, torch.zeros(1, 3, 16, 16)))
+        vae.load_state_dict(_vae().state_dict())  # new weights loaded
+        assert torch.equal(encode_blank(vae, 16, 16), first)
+    # with gradients flowing into the VAE the latent carries them and is not kept
+    encodes.clear()
+    assert encode_blank(vae, 16, 16).requires_grad and encode_blank(vae, 16, 16).requires_grad and len(encodes) == 2
 
 
 @pytest.mark.parametrize("kind,in_channels", [("joint", 8), ("joint", 18), ("image_to_depth", 8)])
