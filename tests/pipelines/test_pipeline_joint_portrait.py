@@ -1,5 +1,7 @@
 """JointPortraitPipeline: determinism, reference dependence, guidance, inpainting modes."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -85,11 +87,13 @@ def test_stage2_conditioning_mode(pipe):
 
 
 def test_depth_estimation_encodes_the_photo_once_and_samples_as_before(pipe, monkeypatch):
-    """Image = reference: the photo goes through the VAE encoder once, the blank depth once (a single row),
-    and the samples equal those from a condition built by encoding every row."""
+    """Image = reference: the photo goes through the VAE encoder once, the blank depth once (a single row)
+    and only in the first call (it is kept), and the samples equal those from a condition built by encoding
+    every row."""
     from jointportrait import conditioning
 
-    stage2 = JointPortraitPipeline(**{**pipe.components, "unet": widen_unet(pipe.unet, 18, 8)})
+    vae = copy.deepcopy(pipe.vae)  # a VAE whose blank latent is not kept yet
+    stage2 = JointPortraitPipeline(**{**pipe.components, "vae": vae, "unet": widen_unet(pipe.unet, 18, 8)})
     stage2.set_progress_bar_config(disable=True)
     with torch.no_grad():  # train the new input channels a little so that the condition matters
         stage2.unet.conv_in.weight[:, 8:].normal_(0, 0.05, generator=_gen(5))
@@ -100,6 +104,9 @@ def test_depth_estimation_encodes_the_photo_once_and_samples_as_before(pipe, mon
     fast = stage2(img, image=img, depth_mask=1.0, num_images_per_reference=2, num_inference_steps=2,
                   generator=_gen(), output_type="latent")
     assert rows == [1, 1]  # the reference (= photo), then one blank depth map
+    again = stage2(img, image=img, depth_mask=1.0, num_images_per_reference=2, num_inference_steps=2,
+                   generator=_gen(), output_type="latent")
+    assert rows == [1, 1, 1] and torch.equal(again.depths, fast.depths)  # the blank depth's latent was kept
     plain_condition = conditioning.build_inpainting_condition
     monkeypatch.setattr(conditioning, "build_inpainting_condition",
                         lambda vae, rgb, depth, m_rgb, m_depth, **_: plain_condition(vae, rgb, depth, m_rgb, m_depth))
@@ -108,7 +115,7 @@ def test_depth_estimation_encodes_the_photo_once_and_samples_as_before(pipe, mon
     monkeypatch.setattr(module, "build_inpainting_condition", conditioning.build_inpainting_condition)
     slow = stage2(img, image=img, depth_mask=1.0, num_images_per_reference=2, num_inference_steps=2,
                   generator=_gen(), output_type="latent")
-    assert len(rows) == 5  # the reference, the photo again, the blank depth
+    assert len(rows) == 5  # the reference, the photo again (the blank depth's latent is kept)
     assert torch.allclose(fast.depths, slow.depths, atol=1e-5) and torch.allclose(fast.images, slow.images, atol=1e-5)
 
 
