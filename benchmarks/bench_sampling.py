@@ -195,7 +195,7 @@ def sd15_step(latent: int, rounds: int, device: str) -> list[str]:
         bank = joint.prepare_for_sampling(joint.encode_reference(torch.randn(1, 4, latent, latent, device=device), ehs))
 
         def step_joint():
-            joint.unet.set_attn_processor(readers)
+            joint.unet.set_attn_processor(dict(readers))  # diffusers pops from the dict it is given
             with torch.no_grad():
                 joint(x, t500, ehs, reference_bank=bank)
 
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     md = [
         f"## Joint sampling vs plain UNet forwards ({STEPS} steps, {SIZE}x{SIZE}, SD 1.5 layout at 1/5 width)",
         "",
-        f"`{command}`; {clock}; medians of {args.rounds} interleaved rounds ± half the interquartile range.",
+        f"`{command} --rounds {args.rounds}`; {clock}; medians of {args.rounds} interleaved rounds ± half the interquartile range.",
         "Baseline: N forwards of the same 8-channel UNet with diffusers' stock attention + one ReferenceNet pass.",
         "Joint: one `JointPortraitPipeline` call (reference VAE encode, ReferenceNet once up to its last writer,",
         "reference keys/values projected once, N steps with reference attention, `output_type=\"latent\"`).",
@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         "| --- | --- | --- |",
         *mode_rows(s, args.rounds, not args.no_compile),
     ]
+    update_section("sampling", "\n".join(md))  # written before the long optional part, which may fail apart
     if args.sd:
         md += ["", *sd15_step(args.sd_latent, max(3, args.rounds // 2), args.device)]
     text = "\n".join(md)
