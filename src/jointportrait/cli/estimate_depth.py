@@ -2,7 +2,8 @@
 
 Outputs per image ``<stem>``: ``<stem>_depth.npy`` (float32, [0, 1], 0 = near),
 ``<stem>_depth.png`` (16-bit), ``<stem>_depth_color.png``, ``<stem>_normals.png`` and, with
-``--ensemble N > 1``, ``<stem>_uncertainty.npy``. ``edit``, ``relight`` and ``export`` estimate
+``--ensemble N > 1``, ``<stem>_uncertainty.npy``; with ``--face-crop`` all at the photo's size, depth NaN
+(16-bit PNG 0, colour map black) outside the face crop. ``edit``, ``relight`` and ``export`` estimate
 depth the same way when none is given (:mod:`jointportrait.cli.pipeline`).
 """
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         image = load_image(path)
         ref_path = companion_file(args.reference, path.stem, "reference image", IMAGE_SUFFIXES)
         result = estimate_with_options(pipe, image, model, estimation,
-                                       reference=load_image(ref_path) if ref_path else None)
+                                       reference=load_image(ref_path) if ref_path else None, where=str(path))
         save_depth_outputs(output.out, path.stem, result.depth, output.overwrite)
         z, valid = camera.camera_depth(result.depth, metric=False)
         normals = normals_from_depth(z, valid=valid, **camera.backprojection(image.height, image.width))

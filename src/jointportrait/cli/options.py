@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from jointportrait.cli.face_crop import face_detector
 from jointportrait.errors import InputError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -75,14 +76,51 @@ class OutputOptions:
 
 
 @dataclass(frozen=True)
+class FaceCropOptions:
+    """``--face-crop --crop-size --face-index --face-margin`` (:mod:`jointportrait.cli.face_crop`): run the model
+    on the square face crop of each photo and paste the result back. With ``--face-crop``, ``from_args`` loads
+    the detector, so a missing ``faces`` extra stops the command before any model is loaded."""
+
+    enabled: bool
+    size: int
+    face_index: int
+    margin: float
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("face crop (needs the faces extra)")
+        group.add_argument("--face-crop", action="store_true",
+                           help="find the face, run the model on its square crop (the training data's crop rule) "
+                                "and paste the result back into the full frame")
+        group.add_argument("--crop-size", type=int, default=512, help="side of the face crop in pixels")
+        group.add_argument("--face-index", type=int, default=0,
+                           help="which face when there are several (0 = the largest)")
+        group.add_argument("--face-margin", type=float, default=1.0, help="scale of the face crop's side")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> FaceCropOptions:
+        if args.face_crop:
+            if args.crop_size < 16 or args.crop_size % 8:
+                raise InputError(f"--crop-size must be a multiple of 8 and at least 16, got {args.crop_size}")
+            if args.face_index < 0:
+                raise InputError(f"--face-index must be >= 0, got {args.face_index}")
+            if args.face_margin <= 0:
+                raise InputError(f"--face-margin must be positive, got {args.face_margin}")
+            face_detector()
+        return cls(args.face_crop, args.crop_size, args.face_index, args.face_margin)
+
+
+@dataclass(frozen=True)
 class ModelOptions:
-    """The joint model a command runs and how: ``--model --seed --device --dtype --steps``."""
+    """The joint model a command runs and how: ``--model --seed --device --dtype --steps``, and the face-crop
+    group (:class:`FaceCropOptions`) that every model command shares."""
 
     model: Path | None
     seed: int
     device: str
     dtype: str
     steps: int
+    face_crop: FaceCropOptions = FaceCropOptions(False, 512, 0, 1.0)  # off
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser, required: bool = True, steps: int = 20) -> None:
@@ -93,12 +131,13 @@ class ModelOptions:
         parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
         parser.add_argument("--dtype", default="float32", choices=DTYPES, help="model weights dtype")
         parser.add_argument("--steps", type=int, default=steps, help="number of denoising steps")
+        FaceCropOptions.add_arguments(parser)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ModelOptions:
         if args.steps < 1:
             raise InputError(f"--steps must be >= 1, got {args.steps}")
-        return cls(args.model, args.seed, args.device, args.dtype, args.steps)
+        return cls(args.model, args.seed, args.device, args.dtype, args.steps, FaceCropOptions.from_args(args))
 
     def torch_device(self):
         return parse_device(self.device)
@@ -257,6 +296,8 @@ class DepthSourceOptions:
     def from_args(cls, args: argparse.Namespace) -> DepthSourceOptions:
         if args.depth is None and args.model is None:
             raise InputError("give --depth (depth maps) or --model (to estimate them)")
+        if args.depth is not None and args.face_crop:
+            raise InputError("--face-crop applies to depth estimated with --model, not to given --depth maps")
         return cls(args.depth, ModelOptions.from_args(args), OutputOptions.from_args(args),
                    EstimationOptions.from_args(args), CameraOptions.from_args(args))
 

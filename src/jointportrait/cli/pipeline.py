@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jointportrait.cli.face_crop import crop_image, face_crop, paste_depth
 from jointportrait.cli.inputs import companion_file, load_user_depth
 from jointportrait.cli.options import DepthSourceOptions, EstimationOptions, ModelOptions, SamplingOptions
 from jointportrait.errors import InputError
@@ -38,16 +39,28 @@ def load_pipeline(model: ModelOptions, sampling: SamplingOptions | None = None):
     return pipe
 
 
-def estimate_with_options(pipe, image, model: ModelOptions, estimation: EstimationOptions, reference=None):
-    """The depth estimate (:class:`~jointportrait.applications.depth_estimation.DepthEstimate`) of a PIL image."""
+def estimate_with_options(pipe, image, model: ModelOptions, estimation: EstimationOptions, reference=None,
+                          where: str = "image"):
+    """The depth estimate (:class:`~jointportrait.applications.depth_estimation.DepthEstimate`) of a PIL image;
+    with ``--face-crop`` estimated on the face crop and pasted back (NaN outside the crop)."""
+    from dataclasses import replace
+
     from jointportrait.applications.depth_estimation import estimate_depth
 
-    return estimate_depth(
+    crop = face_crop(model.face_crop, image, where)
+    if crop is not None:
+        image = crop_image(crop, image)
+        if reference is not None:
+            reference = crop_image(face_crop(model.face_crop, reference, f"{where} (reference)"), reference)
+    result = estimate_depth(
         pipe, image, reference=reference, num_inference_steps=model.steps, ensemble_size=estimation.ensemble,
         processing_resolution=estimation.sampling.processing_resolution, resize_mode=estimation.resize_mode,
         spacing=estimation.timestep_spacing, inpaint_mode=estimation.sampling.inpaint_mode,
         generator=model.generator(),
     )
+    if crop is None:
+        return result
+    return replace(result, depth=paste_depth(crop, result.depth), uncertainty=paste_depth(crop, result.uncertainty))
 
 
 class DepthSource:
@@ -62,7 +75,7 @@ class DepthSource:
         """``(camera z, valid)`` of the photo ``path`` (a PIL ``image``)."""
         o = self.options
         if self.pipe is not None:
-            estimate = estimate_with_options(self.pipe, image, o.model, o.estimation)
+            estimate = estimate_with_options(self.pipe, image, o.model, o.estimation, where=str(path))
             return o.camera.camera_depth(estimate.depth, metric=False)
         file = companion_file(o.depth, path.stem, "depth", DEPTH_SUFFIXES, (f"{path.stem}_depth",))
         depth = load_user_depth(file, (image.height, image.width))
