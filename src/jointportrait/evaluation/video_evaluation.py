@@ -1,0 +1,357 @@
+"""Table 3 over folders of clips: self and cross reenactment, image quality and the seam score (paper Sec. 5.5).
+
+Inputs are folders with one sub-folder per clip, matched by name:
+
+* ``pred`` (required): the generated clips. A clip folder holds its frames
+  (images, in name order) or is an ``animate`` output folder (``frames/NNNN_rgb.png``
+  and ``run.json``, whose ``clip_starts`` give the seam score's clip boundaries).
+* ``gt``: ground-truth frames (self reenactment): per-frame L1, SSIM, LPIPS
+  (:func:`~jointportrait.evaluation.video_metrics.clip_frame_metrics`) and FVD
+  over non-overlapping 16-frame windows
+  (:func:`~jointportrait.evaluation.video_metrics.fvd_over_windows`).
+* ``driving``: the driving frames (cross reenactment): expression and pose
+  error of tracker fits of both (:mod:`~jointportrait.evaluation.facial_motion`).
+* ``reference``: one identity image ``<clip>.<ext>`` per clip for identity
+  similarity (default: the ground-truth frames).
+
+Without ground truth the clip, identity and quality metrics still run, so a
+cross-reenactment folder needs only ``pred``, ``driving`` and ``reference``.
+Identity similarity (ArcFace ONNX on five-point aligned faces, or dlib's
+descriptor) and HyperIQA image quality (:mod:`~jointportrait.evaluation.hyperiqa`)
+need their weights. Every metric that is not computed is listed in
+:attr:`~jointportrait.evaluation.runner.EvaluationResult.omitted` with the
+reason. Per-clip metrics are averaged over the clips that have them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from jointportrait.errors import InputError, MissingDependencyError, MissingPathError
+from jointportrait.evaluation.facial_motion import fit_facial_motion, motion_errors
+from jointportrait.evaluation.hyperiqa import NUM_CROPS
+from jointportrait.evaluation.identity import to_uint8
+from jointportrait.evaluation.runner import EvaluationResult, _by_stem, _folder, _image_tensor, match_pairs
+from jointportrait.evaluation.seams import seam_score
+from jointportrait.evaluation.tables import METRIC_NAMES, TABLE_COLUMNS
+from jointportrait.evaluation.video_metrics import (
+    FVD_WINDOW,
+    clip_frame_metrics,
+    clip_identity_similarity,
+    clip_windows,
+    fvd_over_windows,
+)
+from jointportrait.io import IMAGE_SUFFIXES
+from jointportrait.tracking.stages import TrackerConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FPS = 25.0
+IQA_BATCH = 4  # frames scored at once (x crops): bounds memory on long clips
+
+# the per-clip metrics, in Table 3's order (tables.TABLE_COLUMNS["video"])
+METRICS = tuple(key for key, _ in TABLE_COLUMNS["video"])
+
+
+@dataclass
+class VideoEvaluationOptions:
+    """Weights and settings of :func:`evaluate_video` (None: the metric is omitted with a reason)."""
+
+    lpips_weights: Path | None = None
+    lpips_net: str = "alex"
+    lpips_backbone: Path | None = None
+    i3d_weights: Path | None = None
+    fvd_window: int = FVD_WINDOW
+    identity_model: Path | None = None
+    face_descriptor: bool = False
+    iqa_weights: Path | None = None
+    iqa_crops: int = NUM_CROPS
+    clip_length: int | None = None  # seam score of frame folders: clips start every clip_length frames
+    face_model: str | Path | None = None
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    detector: str = "hog"
+    face_index: int = 0
+    smoothing: bool = True
+    device: torch.device | str = "cpu"
+    progress: bool = False
+
+    def check(self) -> None:
+        for name, value in (("fvd_window", self.fvd_window), ("iqa_crops", self.iqa_crops)):
+            if value < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.clip_length is not None and self.clip_length < 1:
+            raise InputError(f"--clip-length must be >= 1, got {self.clip_length}")
+
+
+@dataclass
+class Clip:
+    """Frames ``(T, 3, H, W)`` in [0, 1] of one clip; ``clip_starts`` and ``fps`` from ``animate``'s run.json."""
+
+    frames: torch.Tensor
+    clip_starts: list[int] | None = None
+    fps: float | None = None
+
+
+def clip_folders(root: Path, what: str) -> dict[str, Path]:
+    """The sub-folders of ``root`` by name (one per clip)."""
+    root = _folder(root, what)
+    folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir()}
+    if not folders:
+        raise InputError(f"{root}: no clip folders found; expected {what}")
+    return folders
+
+
+def read_clip(folder: Path, device: torch.device | str = "cpu") -> Clip:
+    """The frames of a clip folder, or of an ``animate`` output folder (``frames/*_rgb.png`` + ``run.json``)."""
+    run = folder / "run.json"
+    if run.is_file() and (folder / "frames").is_dir():
+        try:
+            record = json.loads(run.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{run}: not a readable run record ({exc})") from None
+        files = sorted((folder / "frames").glob("*_rgb.png"))
+        starts = record.get("clip_starts") if isinstance(record, dict) else None
+        fps = (record.get("arguments") or {}).get("fps") if isinstance(record, dict) else None
+        if starts is not None and not (isinstance(starts, list) and all(isinstance(s, int) for s in starts)):
+            raise InputError(f"{run}: clip_starts must be a list of frame numbers")
+    else:
+        files = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        starts, fps = None, None
+    if not files:
+        raise InputError(f"{folder}: clip folder holds no frames")
+    frames = torch.cat([_image_tensor(p, device) for p in files])  # (T, 3, H, W)
+    return Clip(frames, starts, float(fps) if fps else None)
+
+
+def _identity_encoders(options: VideoEvaluationOptions, detector) -> tuple[dict[str, Any], list[str]]:
+    """``{row key: encoder}`` and notes; ArcFace aligned by landmarks when a detector is at hand."""
+    from jointportrait.evaluation.identity import DescriptorEncoder, FaceAligner, IdentityEncoder
+
+    aligner = FaceAligner(detector) if detector is not None else None
+    notes = []
+    encoders: dict[str, Any] = {}
+    if options.identity_model is not None:
+        encoders["id_similarity"] = IdentityEncoder(options.identity_model, aligner=aligner)
+        if aligner is None:
+            notes.append("ArcFace sees whole resized frames, not aligned faces (the faces extra is not installed)")
+    if options.face_descriptor:
+        encoders["id_similarity_dlib"] = DescriptorEncoder(aligner)
+    return encoders, notes
+
+
+def _face_detector(options: VideoEvaluationOptions, needed: bool) -> tuple[Any, str | None]:
+    """A face detector (the ``faces`` extra), or None and why there is none."""
+    if not needed:
+        return None, None
+    from jointportrait.faces import FaceDetector
+
+    try:
+        return FaceDetector(options.detector), None
+    except MissingDependencyError as exc:
+        return None, str(exc)
+
+
+def _image_quality(model, frames: torch.Tensor, crops: int) -> float:
+    scores = [model.score(frames[i:i + IQA_BATCH], num_crops=crops) for i in range(0, frames.shape[0], IQA_BATCH)]
+    return float(torch.cat(scores).mean())
+
+
+class _MotionFitter:
+    """Landmarks (detected, followed, smoothed) and tracker fits of clips, for expression / pose error."""
+
+    def __init__(self, options: VideoEvaluationOptions, detector) -> None:
+        from jointportrait.face_models import load_face_model
+
+        self.options, self.detector = options, detector
+        self.model = load_face_model(options.face_model)
+
+    def __call__(self, frames: torch.Tensor, fps: float):
+        from jointportrait.faces import SmoothingConfig
+        from jointportrait.tracking.landmarks import detect_clip_landmarks
+
+        images = np.stack(to_uint8(frames))  # (T, H, W, 3)
+        lmk = detect_clip_landmarks(images, fps, self.detector, face_index=self.options.face_index,
+                                    smoothing=SmoothingConfig() if self.options.smoothing else None)
+        return fit_facial_motion(self.model, images, lmk.landmarks, self.options.tracker)
+
+
+def _seam(clip: Clip, clip_length: int | None) -> tuple[float | None, str | None]:
+    """The clip's seam score, or None and why not."""
+    n = clip.frames.shape[0]
+    starts = clip.clip_starts
+    if starts is None and clip_length is not None:
+        starts = list(range(0, n, clip_length))
+    if starts is None:
+        return None, "clip boundaries unknown"
+    if len([s for s in starts if 0 < s < n]) == 0:
+        return None, "a single generated clip"
+    try:
+        score = seam_score(clip.frames.cpu().numpy(), starts)
+    except ValueError as exc:
+        raise InputError(f"clip starts {starts}: {exc}") from None
+    return (score.score, None) if np.isfinite(score.score) else (None, "no change inside the clips")
+
+
+def _mean(rows: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, int]]:
+    """Mean of each metric over the rows that have it, and how many rows that is."""
+    mean, counts = {}, {}
+    for key in METRICS:
+        values = [r[key] for r in rows if key in r]
+        if values:
+            mean[key], counts[key] = float(np.mean(values)), len(values)
+    return mean, counts
+
+
+def evaluate_video(pred_dir: Path, gt_dir: Path | None = None, driving_dir: Path | None = None,
+                   reference_dir: Path | None = None,
+                   options: VideoEvaluationOptions | None = None) -> EvaluationResult:
+    """Table 3 over clip folders (module docstring)."""
+    from jointportrait.evaluation.hyperiqa import HyperIQA
+    from jointportrait.evaluation.i3d import InceptionI3d
+    from jointportrait.evaluation.lpips import LPIPS
+
+    options = options or VideoEvaluationOptions()
+    options.check()
+    device = options.device
+    preds = clip_folders(pred_dir, "one folder of frames per generated clip")
+    names = sorted(preds)
+    gts = drivings = refs = None
+    if gt_dir is not None:
+        gts = clip_folders(gt_dir, "one folder of ground-truth frames per clip")
+        names = match_pairs(preds, gts, Path(pred_dir), Path(gt_dir))
+    if driving_dir is not None:
+        drivings = clip_folders(driving_dir, "one folder of driving frames per clip")
+        match_pairs(preds, drivings, Path(pred_dir), Path(driving_dir))
+    if reference_dir is not None:
+        refs = _by_stem(_folder(reference_dir, "reference images <clip>.png"), IMAGE_SUFFIXES)
+        missing = [n for n in names if n not in refs]
+        if missing:
+            raise MissingPathError(f"{reference_dir}: no reference image for clip {missing[0]!r}")
+
+    omitted: dict[str, str] = {}
+    no_gt = "no --gt (ground-truth frames: self reenactment) given"
+    lpips_model = i3d = iqa = motion = None
+    if gts is None:
+        omitted.update(l1=no_gt, ssim=no_gt, lpips=no_gt, fvd=no_gt)
+    else:
+        if options.lpips_weights is None:
+            omitted["lpips"] = "no --lpips-weights given"
+        else:
+            lpips_model = LPIPS.from_file(options.lpips_weights, net=options.lpips_net,
+                                          backbone=options.lpips_backbone).to(device)
+        if options.i3d_weights is None:
+            omitted["fvd"] = "no --i3d-weights given"
+        else:
+            i3d = InceptionI3d.from_file(options.i3d_weights).to(device)
+    want_identity = options.identity_model is not None or options.face_descriptor
+    detector, no_detector = _face_detector(options, want_identity or drivings is not None)
+    if options.face_descriptor and detector is None:
+        raise MissingDependencyError(no_detector)
+    encoders, notes = {}, []
+    if not want_identity:
+        omitted["id_similarity"] = "no --identity-model or --face-descriptor given"
+    elif refs is None and gts is None:
+        omitted["id_similarity"] = "no --reference images (or --gt frames) to compare identity with"
+    else:
+        encoders, notes = _identity_encoders(options, detector)
+    if options.iqa_weights is None:
+        omitted["image_quality"] = "no --iqa-weights given (HyperIQA koniq_pretrained.pkl)"
+    else:
+        iqa = HyperIQA.from_file(options.iqa_weights).to(device)
+    if drivings is None:
+        omitted["expression_error"] = omitted["pose_error"] = "no --driving frames (cross reenactment) given"
+    elif detector is None:
+        omitted["expression_error"] = omitted["pose_error"] = f"no face detector: {no_detector}"
+    else:
+        motion = _MotionFitter(options, detector)
+
+    rows, pred_windows, gt_windows, skipped_frames = [], [], [], 0
+    unavailable: dict[str, list] = {"seam_score": [], "motion": []}
+    for name in tqdm(names, desc="video", disable=not options.progress):
+        clip = read_clip(preds[name], device)
+        x = clip.frames
+        row: dict[str, Any] = {"name": name, "frames": int(x.shape[0])}
+        if gts is not None:
+            y = read_clip(gts[name], device).frames
+            if x.shape != y.shape:
+                raise InputError(f"{preds[name]}: frames {tuple(x.shape)} differ from the ground truth's "
+                                 f"{tuple(y.shape)}")
+            row.update(clip_frame_metrics(x, y, lpips_model))
+            if i3d is not None:
+                px, gx = clip_windows(x, options.fvd_window), clip_windows(y, options.fvd_window)
+                skipped_frames += x.shape[0] - px.shape[0] * options.fvd_window
+                if px.shape[0]:
+                    pred_windows.append(i3d(px).cpu().numpy())  # (N, 3, window, H, W) -> (N, 400)
+                    gt_windows.append(i3d(gx).cpu().numpy())
+        if encoders:
+            ref = _image_tensor(refs[name], device) if refs is not None else y
+            for key, encoder in encoders.items():
+                row[key] = clip_identity_similarity(encoder, x, ref)
+        if iqa is not None:
+            row["image_quality"] = _image_quality(iqa, x, options.iqa_crops)
+        if motion is not None:
+            driving = read_clip(drivings[name], device)
+            if driving.frames.shape[0] != x.shape[0]:
+                raise InputError(f"{drivings[name]}: {driving.frames.shape[0]} driving frames for {x.shape[0]} "
+                                 "generated ones")
+            fps = clip.fps or driving.fps or DEFAULT_FPS
+            errors = motion_errors(motion(x, fps), motion(driving.frames, fps))
+            if errors is None:
+                unavailable["motion"].append(name)
+            else:
+                row.update(expression_error=errors.expression, pose_error=errors.pose_degrees,
+                           motion_frames=errors.frames)
+        seam, why = _seam(clip, options.clip_length)
+        if seam is None:
+            unavailable["seam_score"].append((name, why))
+        else:
+            row["seam_score"] = seam
+        rows.append(row)
+
+    mean, counts = _mean(rows)
+    details: dict[str, Any] = {"clips_with_metric": counts}
+    if i3d is not None:
+        feats = (np.concatenate(pred_windows), np.concatenate(gt_windows)) if pred_windows else None
+        if feats is None or feats[0].shape[0] < 2:
+            n = 0 if feats is None else feats[0].shape[0]
+            omitted["fvd"] = (f"{n} window(s) of {options.fvd_window} frames in all clips; FVD needs at least 2")
+        else:
+            result = fvd_over_windows(*feats)
+            mean["fvd"] = result.value
+            details["fvd"] = {**result.as_dict(), "window": options.fvd_window, "frames_left_out": skipped_frames}
+            notes.append(f"FVD over {result.windows} non-overlapping {options.fvd_window}-frame windows "
+                         f"({skipped_frames} frames at clip ends left out)")
+            if result.warning:
+                notes.append(result.warning)
+    if "seam_score" not in mean:
+        whys = sorted({why for _, why in unavailable["seam_score"]})
+        hint = (": evaluate animate output folders (their run.json) or give --clip-length"
+                if "clip boundaries unknown" in whys else "")
+        omitted["seam_score"] = "; ".join(whys) + hint
+    elif unavailable["seam_score"]:
+        notes.append(f"seam score over {counts['seam_score']} of {len(rows)} clips; none for "
+                     + ", ".join(f"{name} ({why})" for name, why in unavailable["seam_score"][:5]))
+    if motion is not None:
+        if "expression_error" not in mean:
+            omitted["expression_error"] = omitted["pose_error"] = "no frame with a usable face fit in both clips"
+        elif unavailable["motion"]:
+            notes.append("expression/pose: no frame with a usable face fit in both clips of "
+                         + ", ".join(unavailable["motion"][:5]))
+    for aligner in {getattr(e, "aligner", None) for e in encoders.values()} - {None}:
+        if aligner.fallbacks:
+            notes.append(f"no face detected in {aligner.fallbacks} of {aligner.images} images for ID similarity: "
+                         "landmarks predicted in the crop rule's face box there")
+    if "image_quality" in mean:
+        notes.append("image quality: HyperIQA (the paper's text; its citation [69] is LIQE), mean of "
+                     f"{options.iqa_crops} fixed 224 px crops per frame, KonIQ scale 0-100")
+    for key in omitted:
+        logger.info("%s omitted: %s", METRIC_NAMES[key], omitted[key])
+    return EvaluationResult("video", rows, mean, notes=notes, omitted=omitted, details=details)
