@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from jointportrait.errors import InputError, MissingDependencyError, MissingPathError
@@ -92,12 +93,28 @@ class VideoEvaluationOptions:
 
 
 @dataclass
-class Clip:
-    """Frames ``(T, 3, H, W)`` in [0, 1] of one clip; ``clip_starts`` and ``fps`` from ``animate``'s run.json."""
+class ClipFiles:
+    """The frame files of one clip (in order); ``clip_starts`` and ``fps`` from ``animate``'s run.json."""
 
-    frames: torch.Tensor
+    folder: Path
+    files: list[Path]
     clip_starts: list[int] | None = None
     fps: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the first frame, read from its header."""
+        with Image.open(self.files[0]) as image:
+            return image.size
+
+    def load(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Frames ``(T, 3, H, W)`` in [0, 1]."""
+        frames = [_image_tensor(p, device) for p in self.files]
+        if any(f.shape != frames[0].shape for f in frames):
+            raise InputError(f"{self.folder}: frames differ in size")
+        return torch.cat(frames)
 
 
 def clip_folders(root: Path, what: str) -> dict[str, Path]:
@@ -109,7 +126,7 @@ def clip_folders(root: Path, what: str) -> dict[str, Path]:
     return folders
 
 
-def read_clip(folder: Path, device: torch.device | str = "cpu") -> Clip:
+def clip_files(folder: Path) -> ClipFiles:
     """The frames of a clip folder, or of an ``animate`` output folder (``frames/*_rgb.png`` + ``run.json``)."""
     run = folder / "run.json"
     if run.is_file() and (folder / "frames").is_dir():
@@ -117,9 +134,10 @@ def read_clip(folder: Path, device: torch.device | str = "cpu") -> Clip:
             record = json.loads(run.read_text())
         except (OSError, ValueError) as exc:
             raise InputError(f"{run}: not a readable run record ({exc})") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{run}: not a run record of jointportrait animate")
         files = sorted((folder / "frames").glob("*_rgb.png"))
-        starts = record.get("clip_starts") if isinstance(record, dict) else None
-        fps = (record.get("arguments") or {}).get("fps") if isinstance(record, dict) else None
+        starts, fps = record.get("clip_starts"), (record.get("arguments") or {}).get("fps")
         if starts is not None and not (isinstance(starts, list) and all(isinstance(s, int) for s in starts)):
             raise InputError(f"{run}: clip_starts must be a list of frame numbers")
     else:
@@ -127,8 +145,18 @@ def read_clip(folder: Path, device: torch.device | str = "cpu") -> Clip:
         starts, fps = None, None
     if not files:
         raise InputError(f"{folder}: clip folder holds no frames")
-    frames = torch.cat([_image_tensor(p, device) for p in files])  # (T, 3, H, W)
-    return Clip(frames, starts, float(fps) if fps else None)
+    return ClipFiles(folder, files, starts, float(fps) if fps else None)
+
+
+def _check_pairs(preds: dict[str, ClipFiles], others: dict[str, ClipFiles], what: str, same_size: bool) -> None:
+    """Each clip of ``others`` has as many frames as its generated clip (and, with ``same_size``, their size)."""
+    for name, pred in preds.items():
+        other = others[name]
+        if len(other) != len(pred):
+            raise InputError(f"{other.folder}: {len(other)} {what} frames for {len(pred)} generated ones")
+        if same_size and other.size() != pred.size():
+            raise InputError(f"{pred.folder}: frames of {pred.size()[0]} x {pred.size()[1]} px differ from the "
+                             f"{what} frames' {other.size()[0]} x {other.size()[1]} px")
 
 
 def _identity_encoders(options: VideoEvaluationOptions, detector) -> tuple[dict[str, Any], list[str]]:
@@ -183,10 +211,10 @@ class _MotionFitter:
         return fit_facial_motion(self.model, images, lmk.landmarks, self.options.tracker)
 
 
-def _seam(clip: Clip, clip_length: int | None) -> tuple[float | None, str | None]:
-    """The clip's seam score, or None and why not."""
-    n = clip.frames.shape[0]
-    starts = clip.clip_starts
+def _seam(frames: torch.Tensor, starts: list[int] | None, clip_length: int | None) -> tuple[float | None, str | None]:
+    """The seam score of frames ``(T, 3, H, W)`` made in clips starting at ``starts`` (else every ``clip_length``
+    frames), or None and why not."""
+    n = frames.shape[0]
     if starts is None and clip_length is not None:
         starts = list(range(0, n, clip_length))
     if starts is None:
@@ -194,7 +222,7 @@ def _seam(clip: Clip, clip_length: int | None) -> tuple[float | None, str | None
     if len([s for s in starts if 0 < s < n]) == 0:
         return None, "a single generated clip"
     try:
-        score = seam_score(clip.frames.cpu().numpy(), starts)
+        score = seam_score(frames.cpu().numpy(), starts)
     except ValueError as exc:
         raise InputError(f"clip starts {starts}: {exc}") from None
     return (score.score, None) if np.isfinite(score.score) else (None, "no change inside the clips")
@@ -221,15 +249,20 @@ def evaluate_video(pred_dir: Path, gt_dir: Path | None = None, driving_dir: Path
     options = options or VideoEvaluationOptions()
     options.check()
     device = options.device
-    preds = clip_folders(pred_dir, "one folder of frames per generated clip")
-    names = sorted(preds)
+    pred_folders = clip_folders(pred_dir, "one folder of frames per generated clip")
+    names = sorted(pred_folders)
+    preds = {name: clip_files(pred_folders[name]) for name in names}
     gts = drivings = refs = None
     if gt_dir is not None:
-        gts = clip_folders(gt_dir, "one folder of ground-truth frames per clip")
-        names = match_pairs(preds, gts, Path(pred_dir), Path(gt_dir))
+        folders = clip_folders(gt_dir, "one folder of ground-truth frames per clip")
+        match_pairs(pred_folders, folders, Path(pred_dir), Path(gt_dir))
+        gts = {name: clip_files(folders[name]) for name in names}
+        _check_pairs(preds, gts, "ground-truth", same_size=True)
     if driving_dir is not None:
-        drivings = clip_folders(driving_dir, "one folder of driving frames per clip")
-        match_pairs(preds, drivings, Path(pred_dir), Path(driving_dir))
+        folders = clip_folders(driving_dir, "one folder of driving frames per clip")
+        match_pairs(pred_folders, folders, Path(pred_dir), Path(driving_dir))
+        drivings = {name: clip_files(folders[name]) for name in names}
+        _check_pairs(preds, drivings, "driving", same_size=False)
     if reference_dir is not None:
         refs = _by_stem(_folder(reference_dir, "reference images <clip>.png"), IMAGE_SUFFIXES)
         missing = [n for n in names if n not in refs]
@@ -276,14 +309,10 @@ def evaluate_video(pred_dir: Path, gt_dir: Path | None = None, driving_dir: Path
     rows, pred_windows, gt_windows, skipped_frames = [], [], [], 0
     unavailable: dict[str, list] = {"seam_score": [], "motion": []}
     for name in tqdm(names, desc="video", disable=not options.progress):
-        clip = read_clip(preds[name], device)
-        x = clip.frames
+        x = preds[name].load(device)  # (T, 3, H, W)
         row: dict[str, Any] = {"name": name, "frames": int(x.shape[0])}
         if gts is not None:
-            y = read_clip(gts[name], device).frames
-            if x.shape != y.shape:
-                raise InputError(f"{preds[name]}: frames {tuple(x.shape)} differ from the ground truth's "
-                                 f"{tuple(y.shape)}")
+            y = gts[name].load(device)
             row.update(clip_frame_metrics(x, y, lpips_model))
             if i3d is not None:
                 px, gx = clip_windows(x, options.fvd_window), clip_windows(y, options.fvd_window)
@@ -298,18 +327,14 @@ def evaluate_video(pred_dir: Path, gt_dir: Path | None = None, driving_dir: Path
         if iqa is not None:
             row["image_quality"] = _image_quality(iqa, x, options.iqa_crops)
         if motion is not None:
-            driving = read_clip(drivings[name], device)
-            if driving.frames.shape[0] != x.shape[0]:
-                raise InputError(f"{drivings[name]}: {driving.frames.shape[0]} driving frames for {x.shape[0]} "
-                                 "generated ones")
-            fps = clip.fps or driving.fps or DEFAULT_FPS
-            errors = motion_errors(motion(x, fps), motion(driving.frames, fps))
+            fps = preds[name].fps or DEFAULT_FPS
+            errors = motion_errors(motion(x, fps), motion(drivings[name].load(device), fps))
             if errors is None:
                 unavailable["motion"].append(name)
             else:
                 row.update(expression_error=errors.expression, pose_error=errors.pose_degrees,
                            motion_frames=errors.frames)
-        seam, why = _seam(clip, options.clip_length)
+        seam, why = _seam(x, preds[name].clip_starts, options.clip_length)
         if seam is None:
             unavailable["seam_score"].append((name, why))
         else:
