@@ -140,3 +140,12 @@ def test_video_options_are_refused_for_other_tasks(tmp_path, capsys):
     assert "--driving applies to video evaluation only" in capsys.readouterr().err
     assert main(["evaluate", "depth", "--pred", str(tmp_path / "p"), "--out", str(tmp_path / "r.json")]) == 2
     assert "--gt is required for depth evaluation" in capsys.readouterr().err
+
+
+def test_expression_and_pose_say_why_when_no_face_is_found(tmp_path):
+    _write_clip(tmp_path / "pred" / "clip", np.full((2, 48, 48, 3), 90, np.uint8))
+    _write_clip(tmp_path / "driving" / "clip", np.full((2, 48, 48, 3), 160, np.uint8))
+    result = evaluate_video(tmp_path / "pred", driving_dir=tmp_path / "driving")
+    assert "expression_error" not in result.mean
+    assert result.omitted["pose_error"] == ("no usable face fit in any clip: clip (generated: no face found in any "
+                                            "frame; driving: no face found in any frame)")

@@ -328,9 +328,11 @@ def evaluate_video(pred_dir: Path, gt_dir: Path | None = None, driving_dir: Path
             row["image_quality"] = _image_quality(iqa, x, options.iqa_crops)
         if motion is not None:
             fps = preds[name].fps or DEFAULT_FPS
-            errors = motion_errors(motion(x, fps), motion(drivings[name].load(device), fps))
+            fits = {"generated": motion(x, fps), "driving": motion(drivings[name].load(device), fps)}
+            errors = motion_errors(fits["generated"], fits["driving"])
             if errors is None:
-                unavailable["motion"].append(name)
+                why = "; ".join(f"{side}: {fit.diverged}" for side, fit in fits.items() if fit.diverged)
+                unavailable["motion"].append((name, why or "no frame has a face in both"))
             else:
                 row.update(expression_error=errors.expression, pose_error=errors.pose_degrees,
                            motion_frames=errors.frames)
@@ -365,11 +367,11 @@ def evaluate_video(pred_dir: Path, gt_dir: Path | None = None, driving_dir: Path
         notes.append(f"seam score over {counts['seam_score']} of {len(rows)} clips; none for "
                      + ", ".join(f"{name} ({why})" for name, why in unavailable["seam_score"][:5]))
     if motion is not None:
+        whys = ", ".join(f"{name} ({why})" for name, why in unavailable["motion"][:5])
         if "expression_error" not in mean:
-            omitted["expression_error"] = omitted["pose_error"] = "no frame with a usable face fit in both clips"
+            omitted["expression_error"] = omitted["pose_error"] = f"no usable face fit in any clip: {whys}"
         elif unavailable["motion"]:
-            notes.append("expression/pose: no frame with a usable face fit in both clips of "
-                         + ", ".join(unavailable["motion"][:5]))
+            notes.append(f"expression/pose over {counts['expression_error']} of {len(rows)} clips; none for {whys}")
     for aligner in {getattr(e, "aligner", None) for e in encoders.values()} - {None}:
         if aligner.fallbacks:
             notes.append(f"no face detected in {aligner.fallbacks} of {aligner.images} images for ID similarity: "
