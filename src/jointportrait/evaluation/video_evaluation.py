@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_FPS = 25.0
 IQA_BATCH = 4  # frames scored at once (x crops): bounds memory on long clips
+I3D_BATCH = 4  # FVD windows through I3D at once
 
 # the per-clip metrics, in Table 3's order (tables.TABLE_COLUMNS["video"])
 METRICS = tuple(key for key, _ in TABLE_COLUMNS["video"])
@@ -238,141 +239,194 @@ def _mean(rows: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, int]]
     return mean, counts
 
 
-def evaluate_video(pred_dir: Path, gt_dir: Path | None = None, driving_dir: Path | None = None,
-                   reference_dir: Path | None = None,
-                   options: VideoEvaluationOptions | None = None) -> EvaluationResult:
-    """Table 3 over clip folders (module docstring)."""
-    from jointportrait.evaluation.hyperiqa import HyperIQA
-    from jointportrait.evaluation.i3d import InceptionI3d
-    from jointportrait.evaluation.lpips import LPIPS
+@dataclass
+class _Inputs:
+    """The clips to score, by name, and the identity references (checked before any metric runs)."""
 
-    options = options or VideoEvaluationOptions()
-    options.check()
-    device = options.device
+    names: list[str]
+    preds: dict[str, ClipFiles]
+    gts: dict[str, ClipFiles] | None
+    drivings: dict[str, ClipFiles] | None
+    refs: dict[str, Path] | None
+
+
+def _inputs(pred_dir: Path, gt_dir: Path | None, driving_dir: Path | None, reference_dir: Path | None) -> _Inputs:
     pred_folders = clip_folders(pred_dir, "one folder of frames per generated clip")
     names = sorted(pred_folders)
     preds = {name: clip_files(pred_folders[name]) for name in names}
-    gts = drivings = refs = None
-    if gt_dir is not None:
-        folders = clip_folders(gt_dir, "one folder of ground-truth frames per clip")
-        match_pairs(pred_folders, folders, Path(pred_dir), Path(gt_dir))
-        gts = {name: clip_files(folders[name]) for name in names}
-        _check_pairs(preds, gts, "ground-truth", same_size=True)
-    if driving_dir is not None:
-        folders = clip_folders(driving_dir, "one folder of driving frames per clip")
-        match_pairs(pred_folders, folders, Path(pred_dir), Path(driving_dir))
-        drivings = {name: clip_files(folders[name]) for name in names}
-        _check_pairs(preds, drivings, "driving", same_size=False)
+
+    def paired(root: Path | None, what: str) -> dict[str, ClipFiles] | None:
+        if root is None:
+            return None
+        folders = clip_folders(root, f"one folder of {what} frames per clip")
+        match_pairs(pred_folders, folders, Path(pred_dir), Path(root))
+        clips = {name: clip_files(folders[name]) for name in names}
+        _check_pairs(preds, clips, what, same_size=what == "ground-truth")
+        return clips
+
+    gts, drivings, refs = paired(gt_dir, "ground-truth"), paired(driving_dir, "driving"), None
     if reference_dir is not None:
         refs = _by_stem(_folder(reference_dir, "reference images <clip>.png"), IMAGE_SUFFIXES)
         missing = [n for n in names if n not in refs]
         if missing:
             raise MissingPathError(f"{reference_dir}: no reference image for clip {missing[0]!r}")
+    return _Inputs(names, preds, gts, drivings, refs)
 
-    omitted: dict[str, str] = {}
-    no_gt = "no --gt (ground-truth frames: self reenactment) given"
-    lpips_model = i3d = iqa = motion = None
-    if gts is None:
-        omitted.update(l1=no_gt, ssim=no_gt, lpips=no_gt, fvd=no_gt)
+
+@dataclass
+class _Scorers:
+    """The metric networks that have their inputs and weights; ``omitted``: metric -> why not."""
+
+    lpips: Any = None
+    i3d: Any = None
+    identity: dict[str, Any] = field(default_factory=dict)
+    iqa: Any = None
+    motion: _MotionFitter | None = None
+    omitted: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _scorers(inputs: _Inputs, options: VideoEvaluationOptions) -> _Scorers:
+    from jointportrait.evaluation.hyperiqa import HyperIQA
+    from jointportrait.evaluation.i3d import InceptionI3d
+    from jointportrait.evaluation.lpips import LPIPS
+
+    out, device = _Scorers(), options.device
+    if inputs.gts is None:
+        no_gt = "no --gt (ground-truth frames: self reenactment) given"
+        out.omitted.update(l1=no_gt, ssim=no_gt, lpips=no_gt, fvd=no_gt)
     else:
         if options.lpips_weights is None:
-            omitted["lpips"] = "no --lpips-weights given"
+            out.omitted["lpips"] = "no --lpips-weights given"
         else:
-            lpips_model = LPIPS.from_file(options.lpips_weights, net=options.lpips_net,
-                                          backbone=options.lpips_backbone).to(device)
+            out.lpips = LPIPS.from_file(options.lpips_weights, net=options.lpips_net,
+                                        backbone=options.lpips_backbone).to(device)
         if options.i3d_weights is None:
-            omitted["fvd"] = "no --i3d-weights given"
+            out.omitted["fvd"] = "no --i3d-weights given"
         else:
-            i3d = InceptionI3d.from_file(options.i3d_weights).to(device)
+            out.i3d = InceptionI3d.from_file(options.i3d_weights).to(device)
     want_identity = options.identity_model is not None or options.face_descriptor
-    detector, no_detector = _face_detector(options, want_identity or drivings is not None)
+    detector, no_detector = _face_detector(options, want_identity or inputs.drivings is not None)
     if options.face_descriptor and detector is None:
         raise MissingDependencyError(no_detector)
-    encoders, notes = {}, []
     if not want_identity:
-        omitted["id_similarity"] = "no --identity-model or --face-descriptor given"
-    elif refs is None and gts is None:
-        omitted["id_similarity"] = "no --reference images (or --gt frames) to compare identity with"
+        out.omitted["id_similarity"] = "no --identity-model or --face-descriptor given"
+    elif inputs.refs is None and inputs.gts is None:
+        out.omitted["id_similarity"] = "no --reference images (or --gt frames) to compare identity with"
     else:
-        encoders, notes = _identity_encoders(options, detector)
+        out.identity, out.notes = _identity_encoders(options, detector)
     if options.iqa_weights is None:
-        omitted["image_quality"] = "no --iqa-weights given (HyperIQA koniq_pretrained.pkl)"
+        out.omitted["image_quality"] = "no --iqa-weights given (HyperIQA koniq_pretrained.pkl)"
     else:
-        iqa = HyperIQA.from_file(options.iqa_weights).to(device)
-    if drivings is None:
-        omitted["expression_error"] = omitted["pose_error"] = "no --driving frames (cross reenactment) given"
+        out.iqa = HyperIQA.from_file(options.iqa_weights).to(device)
+    if inputs.drivings is None:
+        out.omitted["expression_error"] = out.omitted["pose_error"] = "no --driving frames (cross reenactment) given"
     elif detector is None:
-        omitted["expression_error"] = omitted["pose_error"] = f"no face detector: {no_detector}"
+        out.omitted["expression_error"] = out.omitted["pose_error"] = f"no face detector: {no_detector}"
     else:
-        motion = _MotionFitter(options, detector)
+        out.motion = _MotionFitter(options, detector)
+    return out
 
-    rows, pred_windows, gt_windows, skipped_frames = [], [], [], 0
-    unavailable: dict[str, list] = {"seam_score": [], "motion": []}
-    for name in tqdm(names, desc="video", disable=not options.progress):
-        x = preds[name].load(device)  # (T, 3, H, W)
-        row: dict[str, Any] = {"name": name, "frames": int(x.shape[0])}
-        if gts is not None:
-            y = gts[name].load(device)
-            row.update(clip_frame_metrics(x, y, lpips_model))
-            if i3d is not None:
-                px, gx = clip_windows(x, options.fvd_window), clip_windows(y, options.fvd_window)
-                skipped_frames += x.shape[0] - px.shape[0] * options.fvd_window
-                if px.shape[0]:
-                    pred_windows.append(i3d(px).cpu().numpy())  # (N, 3, window, H, W) -> (N, 400)
-                    gt_windows.append(i3d(gx).cpu().numpy())
-        if encoders:
-            ref = _image_tensor(refs[name], device) if refs is not None else y
-            for key, encoder in encoders.items():
-                row[key] = clip_identity_similarity(encoder, x, ref)
-        if iqa is not None:
-            row["image_quality"] = _image_quality(iqa, x, options.iqa_crops)
-        if motion is not None:
-            fps = preds[name].fps or DEFAULT_FPS
-            fits = {"generated": motion(x, fps), "driving": motion(drivings[name].load(device), fps)}
-            errors = motion_errors(fits["generated"], fits["driving"])
-            if errors is None:
-                why = "; ".join(f"{side}: {fit.diverged}" for side, fit in fits.items() if fit.diverged)
-                unavailable["motion"].append((name, why or "no frame has a face in both"))
-            else:
-                row.update(expression_error=errors.expression, pose_error=errors.pose_degrees,
+
+def _window_features(i3d, frames: torch.Tensor, window: int) -> np.ndarray:
+    """I3D features ``(N, 400)`` of the non-overlapping windows of frames ``(T, 3, H, W)``, a few at a time."""
+    windows = clip_windows(frames, window)  # (N, 3, window, H, W)
+    feats = [i3d(windows[i:i + I3D_BATCH]).cpu().numpy() for i in range(0, windows.shape[0], I3D_BATCH)]
+    return np.concatenate(feats) if feats else np.zeros((0, i3d.logits.conv3d.out_channels))
+
+
+@dataclass
+class _ClipScore:
+    """One clip's row, its FVD window features and why a per-clip metric is missing."""
+
+    row: dict[str, Any]
+    pred_windows: np.ndarray | None = None
+    gt_windows: np.ndarray | None = None
+    seam_missing: str | None = None
+    motion_missing: str | None = None
+
+
+def _score_clip(name: str, inputs: _Inputs, scorers: _Scorers, options: VideoEvaluationOptions) -> _ClipScore:
+    device = options.device
+    x = inputs.preds[name].load(device)  # (T, 3, H, W)
+    out = _ClipScore({"name": name, "frames": int(x.shape[0])})
+    y = inputs.gts[name].load(device) if inputs.gts is not None else None
+    if y is not None:
+        out.row.update(clip_frame_metrics(x, y, scorers.lpips))
+        if scorers.i3d is not None:
+            out.pred_windows = _window_features(scorers.i3d, x, options.fvd_window)
+            out.gt_windows = _window_features(scorers.i3d, y, options.fvd_window)
+    if scorers.identity:
+        ref = _image_tensor(inputs.refs[name], device) if inputs.refs is not None else y
+        for key, encoder in scorers.identity.items():
+            out.row[key] = clip_identity_similarity(encoder, x, ref)
+    if scorers.iqa is not None:
+        out.row["image_quality"] = _image_quality(scorers.iqa, x, options.iqa_crops)
+    if scorers.motion is not None:
+        fps = inputs.preds[name].fps or DEFAULT_FPS
+        fits = {"generated": scorers.motion(x, fps), "driving": scorers.motion(inputs.drivings[name].load(device), fps)}
+        errors = motion_errors(fits["generated"], fits["driving"])
+        if errors is None:
+            why = "; ".join(f"{side}: {fit.diverged}" for side, fit in fits.items() if fit.diverged)
+            out.motion_missing = why or "no frame has a face in both"
+        else:
+            out.row.update(expression_error=errors.expression, pose_error=errors.pose_degrees,
                            motion_frames=errors.frames)
-        seam, why = _seam(x, preds[name].clip_starts, options.clip_length)
-        if seam is None:
-            unavailable["seam_score"].append((name, why))
-        else:
-            row["seam_score"] = seam
-        rows.append(row)
+    seam, out.seam_missing = _seam(x, inputs.preds[name].clip_starts, options.clip_length)
+    if seam is not None:
+        out.row["seam_score"] = seam
+    return out
 
+
+def evaluate_video(pred_dir: Path, gt_dir: Path | None = None, driving_dir: Path | None = None,
+                   reference_dir: Path | None = None,
+                   options: VideoEvaluationOptions | None = None) -> EvaluationResult:
+    """Table 3 over clip folders (module docstring)."""
+    options = options or VideoEvaluationOptions()
+    options.check()
+    # 1. inputs, all checked before anything is computed
+    inputs = _inputs(pred_dir, gt_dir, driving_dir, reference_dir)
+    # 2. the metric networks that have their weights; the others are omitted with the reason
+    scorers = _scorers(inputs, options)
+    omitted, notes = scorers.omitted, scorers.notes
+    # 3. per clip
+    scores = [_score_clip(name, inputs, scorers, options)
+              for name in tqdm(inputs.names, desc="video", disable=not options.progress)]
+    rows = [s.row for s in scores]
     mean, counts = _mean(rows)
+    # 4. FVD over the set, and what is missing where
     details: dict[str, Any] = {"clips_with_metric": counts}
-    if i3d is not None:
-        feats = (np.concatenate(pred_windows), np.concatenate(gt_windows)) if pred_windows else None
-        if feats is None or feats[0].shape[0] < 2:
-            n = 0 if feats is None else feats[0].shape[0]
-            omitted["fvd"] = (f"{n} window(s) of {options.fvd_window} frames in all clips; FVD needs at least 2")
+    if scorers.i3d is not None:
+        pred_feats = np.concatenate([s.pred_windows for s in scores])
+        gt_feats = np.concatenate([s.gt_windows for s in scores])
+        left_out = sum(r["frames"] for r in rows) - pred_feats.shape[0] * options.fvd_window
+        if pred_feats.shape[0] < 2:
+            omitted["fvd"] = (f"{pred_feats.shape[0]} window(s) of {options.fvd_window} frames in all clips; "
+                              "FVD needs at least 2")
         else:
-            result = fvd_over_windows(*feats)
+            result = fvd_over_windows(pred_feats, gt_feats)
             mean["fvd"] = result.value
-            details["fvd"] = {**result.as_dict(), "window": options.fvd_window, "frames_left_out": skipped_frames}
+            details["fvd"] = {**result.as_dict(), "window": options.fvd_window, "frames_left_out": left_out}
             notes.append(f"FVD over {result.windows} non-overlapping {options.fvd_window}-frame windows "
-                         f"({skipped_frames} frames at clip ends left out)")
+                         f"({left_out} frames at clip ends left out)")
             if result.warning:
                 notes.append(result.warning)
+    seam_missing = [(s.row["name"], s.seam_missing) for s in scores if s.seam_missing]
     if "seam_score" not in mean:
-        whys = sorted({why for _, why in unavailable["seam_score"]})
+        whys = sorted({why for _, why in seam_missing})
         hint = (": evaluate animate output folders (their run.json) or give --clip-length"
                 if "clip boundaries unknown" in whys else "")
         omitted["seam_score"] = "; ".join(whys) + hint
-    elif unavailable["seam_score"]:
+    elif seam_missing:
         notes.append(f"seam score over {counts['seam_score']} of {len(rows)} clips; none for "
-                     + ", ".join(f"{name} ({why})" for name, why in unavailable["seam_score"][:5]))
-    if motion is not None:
-        whys = ", ".join(f"{name} ({why})" for name, why in unavailable["motion"][:5])
+                     + ", ".join(f"{name} ({why})" for name, why in seam_missing[:5]))
+    if scorers.motion is not None:
+        whys = ", ".join(f"{s.row['name']} ({s.motion_missing})" for s in scores if s.motion_missing)
         if "expression_error" not in mean:
             omitted["expression_error"] = omitted["pose_error"] = f"no usable face fit in any clip: {whys}"
-        elif unavailable["motion"]:
+        elif whys:
             notes.append(f"expression/pose over {counts['expression_error']} of {len(rows)} clips; none for {whys}")
-    for aligner in {getattr(e, "aligner", None) for e in encoders.values()} - {None}:
+    for aligner in {getattr(e, "aligner", None) for e in scorers.identity.values()} - {None}:
         if aligner.fallbacks:
             notes.append(f"no face detected in {aligner.fallbacks} of {aligner.images} images for ID similarity: "
                          "landmarks predicted in the crop rule's face box there")
