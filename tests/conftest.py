@@ -51,23 +51,6 @@ def tiny_stage2_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_video_model_dir(tmp_path_factory) -> Path:
-    """A saved tiny video model: the 18-channel stage-2 denoiser + ReferenceNet and a random motion adapter
-    whose output is not zero (so that the motion modules and motion frames change the frames)."""
-    from jointportrait.loading import create_tiny_joint_model
-    from jointportrait.models.motion import build_motion_adapter
-    from jointportrait.models.widen import widen_unet
-    from jointportrait.pipelines import JointPortraitVideoPipeline
-
-    components = create_tiny_joint_model(seed=0).components
-    components["unet"] = widen_unet(components["unet"], 18, 8)
-    adapter = build_motion_adapter(components["unet"], seed=0, zero_output=False)
-    out = tmp_path_factory.mktemp("tiny_video")
-    JointPortraitVideoPipeline(**components, motion_adapter=adapter).save_pretrained(out, safe_serialization=True)
-    return out
-
-
-@pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     """scikit-image's ``astronaut`` (Eileen Collins, NASA, public domain): a real 512 x 512 portrait."""
     from skimage import data
@@ -120,6 +103,23 @@ def astronaut_hand_labels() -> dict[int, tuple[float, float]]:
 
     points = json.loads((Path(__file__).parent / "faces" / "astronaut_hand_landmarks.json").read_text())["points"]
     return {int(k): (float(x), float(y)) for k, (x, y) in points.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_video_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny video model: the 18-channel stage-2 denoiser + ReferenceNet and a random motion adapter
+    whose output is not zero (so that the motion modules and motion frames change the frames)."""
+    from jointportrait.loading import create_tiny_joint_model
+    from jointportrait.models.motion import build_motion_adapter
+    from jointportrait.models.widen import widen_unet
+    from jointportrait.pipelines import JointPortraitVideoPipeline
+
+    components = create_tiny_joint_model(seed=0).components
+    components["unet"] = widen_unet(components["unet"], 18, 8)
+    adapter = build_motion_adapter(components["unet"], seed=0, zero_output=False)
+    out = tmp_path_factory.mktemp("tiny_video")
+    JointPortraitVideoPipeline(**components, motion_adapter=adapter).save_pretrained(out, safe_serialization=True)
+    return out
 
 
 @pytest.fixture(scope="session")

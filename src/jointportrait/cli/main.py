@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                        "ground-truth depth, manifest"),
     "landmarks": ("landmarks", "photo(s) or video -> detected faces' 68-point landmarks (.npy / .json)"),
     "demo": ("demo", "the end-to-end showcase on an embedded default"),
+    "reproduce": ("reproduce", "the paper's experiments in miniature: every method and ablation, seeds, tables"),
     "render-depth": ("render_depth", "meshes + cameras -> depth maps, previews and coverage masks"),
     "synth": ("synth", "synthetic studio images or clips with exact depth, masks and parameters"),
     "serve": ("serve", "a web page for every application (needs the [serve] extra)"),
