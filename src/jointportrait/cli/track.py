@@ -7,11 +7,17 @@ Without ``--landmarks`` the landmarks are detected in every frame (the
 and the track is smoothed; frames without that face are reported and left
 out. ``--face-crop`` writes square face crops (the rule of
 :mod:`jointportrait.faces.crop`) with depth rendered into them.
+
+``--clips DIR`` tracks a whole folder of clips (:mod:`jointportrait.cli.track_dataset`): ``--workers N``
+processes on one machine, ``--shard i/n`` over machines, resumable; ``--merge`` gathers the shards into one
+manifest.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from jointportrait.cli.detection import (
@@ -27,11 +33,17 @@ LANDMARKS_FILE = "landmarks.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--video", type=Path, required=True, help="video file or folder of .png/.jpg frames")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", type=Path, help="video file or folder of .png/.jpg frames (one clip)")
+    source.add_argument("--clips", type=Path,
+                        help="folder of clips (video files and/or folders of frames), tracked one by one into "
+                             "OUT/clips/<name>/ and merged into OUT/manifest.jsonl (see --shard, --workers)")
+    source.add_argument("--merge", action="store_true",
+                        help="gather the finished shards of a --clips run in --out into OUT/manifest.jsonl")
     parser.add_argument("--landmarks", type=Path, default=None,
                         help="68-point landmarks per frame from your own detector, in pixels: .npy (F, 68, 2) "
                              "or .json; all-NaN frames have no face (default: detect them, needs the faces "
-                             "extra)")
+                             "extra). With --clips: a folder of <clip name>.npy/.json")
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
     add_face_model_argument(parser)
     parser.add_argument("--subject", default=None, help="subject id (default: the video's name)")
@@ -48,22 +60,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fit one identity per frame instead of one per clip (less stable)")
     parser.add_argument("--size", type=int, default=256,
                         help="longest side of the finest photometric pyramid level")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (with --clips: track done clips again)")
+    parser.add_argument("--device", default="auto",
+                        help="where the fit runs: cpu, cuda, cuda:1, ... (default auto: cuda when there is one); "
+                             "all frames of a clip are one batched fit")
+    scale = parser.add_argument_group("a folder of clips (--clips)")
+    scale.add_argument("--shard", default=None, metavar="I/N",
+                       help="track only shard I of N (0-based): the clips at positions I, I+N, I+2N, ... of the "
+                            "name-sorted list, so N jobs of a scheduler array cover the folder with no "
+                            "coordination; merge with --merge when all have finished (default 0/1, merged "
+                            "at the end)")
+    scale.add_argument("--workers", type=int, default=1,
+                       help="clips tracked at once in separate processes on this machine (default 1)")
+    scale.add_argument("--threads", type=int, default=None,
+                       help="torch threads per worker (default: this machine's usable cores / --workers)")
+    scale.add_argument("--retry-failed", action="store_true",
+                       help="track again the clips an earlier run recorded as failed (default: skip them)")
 
 
-def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class TrackOptions:
+    """The per-clip settings of ``track`` (picklable: worker processes of ``--clips`` receive them)."""
 
-    from jointportrait.errors import InputError, JointPortraitError, OutputExistsError
-    from jointportrait.face_models import load_face_model
-    from jointportrait.faces import NoFaceError
-    from jointportrait.tracking.crops import render_crops
-    from jointportrait.tracking.export import output_paths, write_clip
-    from jointportrait.tracking.landmarks import save_landmarks
-    from jointportrait.tracking.stages import TrackerConfig
-    from jointportrait.tracking.tracker import track_clip
-    from jointportrait.tracking.video import read_frames
+    face_model: str | None = None
+    photometric: bool = True
+    per_frame_identity: bool = False
+    size: int = 256
+    face_crop: bool = False
+    crop_size: int = 512
+    face_margin: float = 1.0
+    detector: str = "hog"
+    face_index: int = 0
+    no_smoothing: bool = False
+    split: str = "train"
+    device: str = "cpu"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, device: str) -> TrackOptions:
+        return cls(face_model=None if args.face_model is None else str(args.face_model),
+                   photometric=not args.no_photometric, per_frame_identity=args.per_frame_identity, size=args.size,
+                   face_crop=args.face_crop, crop_size=args.crop_size, face_margin=args.face_margin,
+                   detector=args.detector, face_index=args.face_index, no_smoothing=args.no_smoothing,
+                   split=args.split, device=device)
+
+    def detection_args(self, landmarks: Path | None) -> argparse.Namespace:
+        """What :func:`clip_landmarks` reads."""
+        return argparse.Namespace(landmarks=landmarks, detector=self.detector, face_index=self.face_index,
+                                  no_smoothing=self.no_smoothing)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    from jointportrait.errors import InputError
 
     if args.size < 16:
         raise InputError(f"--size must be at least 16, got {args.size}")
@@ -71,6 +119,96 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--face-index must be >= 0, got {args.face_index}")
     if args.face_crop and args.crop_size < 16:
         raise InputError(f"--crop-size must be at least 16, got {args.crop_size}")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; any other name is checked by torch."""
+    import torch
+
+    from jointportrait.errors import InputError
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device {name!r}: not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: torch sees no CUDA GPU on this machine")
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {name}: the tracker runs on cpu or cuda")
+    return str(device)
+
+
+def track_frames(options: TrackOptions, frames, fps: float, lmk, out: Path, *, name: str, subject: str, clip: str,
+                 landmark_source: str, overwrite: bool, say: Callable[[str], object], progress: bool) -> dict:
+    """Fit the clip's frames ``(F, H, W, 3)`` with their landmarks (a ``ClipLandmarks``) and write it to
+    ``out``; returns a summary. A clip with no face or a diverged fit is a one-line error, nothing written."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from jointportrait.errors import JointPortraitError
+    from jointportrait.face_models import load_face_model
+    from jointportrait.faces import NoFaceError
+    from jointportrait.tracking.crops import render_crops
+    from jointportrait.tracking.export import write_clip
+    from jointportrait.tracking.landmarks import save_landmarks
+    from jointportrait.tracking.stages import TrackerConfig
+    from jointportrait.tracking.tracker import track_clip
+
+    kept = np.flatnonzero(lmk.found)
+    if kept.size == 0:
+        raise NoFaceError(no_face_message(name, lmk, "frames", options.face_index))
+    if lmk.missing:
+        say(f"no face in {len(lmk.missing)} of {frames.shape[0]} frames (skipped): {frames_list(lmk.missing)}")
+    model = load_face_model(options.face_model)
+    say(f"tracking {kept.size} frames of {frames.shape[2]}x{frames.shape[1]} with the {model.name} model "
+        f"({model.source}) on {options.device}")
+    config = TrackerConfig(photometric=options.photometric, shared_identity=not options.per_frame_identity,
+                           photometric_size=options.size)
+    tracked = frames[kept]
+    bars = (lambda desc, total: tqdm(desc=desc, total=total, unit="step")) if progress else None
+    fit_model = model if options.device == "cpu" else model.to(options.device)
+    result = track_clip(fit_model, tracked, lmk.landmarks[kept], config, progress=bars)
+    if result.diverged is not None:
+        raise JointPortraitError(f"{name}: the fit diverged ({result.diverged}); nothing was written")
+    crops = (render_crops(model, result.params, tracked, result.fitted_landmarks, options.crop_size,
+                          options.face_margin) if options.face_crop else None)
+    records = write_clip(out, tracked, result, subject=subject, clip=clip, split=options.split, fps=fps,
+                         config=config, face_model=model.name, overwrite=overwrite, frame_ids=kept, crops=crops,
+                         summary_extra={"landmarks": landmark_source, "skipped_frames": lmk.missing,
+                                        "video_frames": int(frames.shape[0])})
+    save_landmarks(out / LANDMARKS_FILE, lmk, overwrite=overwrite, source=landmark_source, fps=fps)
+    return {"frames": len(records), "video_frames": int(frames.shape[0]), "skipped_frames": lmk.missing,
+            "mean_landmark_error_px": round(float(np.mean(result.landmark_error)), 4),
+            "focal_px": round(float(result.intrinsics()[0, 0]), 3),
+            "crop_size": None if crops is None else options.crop_size}
+
+
+def landmark_source(options: TrackOptions, landmarks: Path | None) -> str:
+    return str(landmarks) if landmarks is not None else f"detected (dlib {options.detector})"
+
+
+def run(args: argparse.Namespace) -> int:
+    from jointportrait.errors import InputError, OutputExistsError
+    from jointportrait.tracking.export import output_paths
+    from jointportrait.tracking.video import read_frames
+
+    if args.merge:
+        from jointportrait.cli.track_dataset import run_merge
+
+        return run_merge(args)
+    check_options(args)
+    if args.clips is not None:
+        from jointportrait.cli.track_dataset import run_clips
+
+        return run_clips(args)
+    for flag, value in (("--shard", args.shard), ("--threads", args.threads)):
+        if value is not None:
+            raise InputError(f"{flag} applies to a folder of clips (--clips), not to --video")
+    if args.workers != 1 or args.retry_failed:
+        raise InputError("--workers and --retry-failed apply to a folder of clips (--clips), not to --video")
+    options = TrackOptions.from_args(args, resolve_device(args.device))
     frames, fps = read_frames(args.video)
     subject = args.subject or args.video.stem
     clip = args.clip or f"{subject}_c00"
@@ -81,30 +219,10 @@ def run(args: argparse.Namespace) -> int:
     if found_any and not args.overwrite:  # before detection and the fit; nothing is created until it converged
         raise OutputExistsError(f"{found_any[0]}: exists already (pass --overwrite to replace it)")
     lmk = clip_landmarks(args, frames, fps)
-    kept = np.flatnonzero(lmk.found)
-    if kept.size == 0:
-        raise NoFaceError(no_face_message(args.video, lmk, "frames", args.face_index))
-    if lmk.missing:
-        print(f"no face in {len(lmk.missing)} of {frames.shape[0]} frames (skipped): {frames_list(lmk.missing)}")
-    model = load_face_model(args.face_model)
-    print(f"tracking {kept.size} frames of {frames.shape[2]}x{frames.shape[1]} with the {model.name} model "
-          f"({model.source})")
-    config = TrackerConfig(photometric=not args.no_photometric, shared_identity=not args.per_frame_identity,
-                           photometric_size=args.size)
-    tracked = frames[kept]
-    result = track_clip(model, tracked, lmk.landmarks[kept], config,
-                        progress=lambda desc, total: tqdm(desc=desc, total=total, unit="step"))
-    if result.diverged is not None:
-        raise JointPortraitError(f"{args.video}: the fit diverged ({result.diverged}); nothing was written")
-    crops = (render_crops(model, result.params, tracked, result.fitted_landmarks, args.crop_size, args.face_margin)
-             if args.face_crop else None)
-    source = str(args.landmarks) if args.landmarks is not None else f"detected (dlib {args.detector})"
-    records = write_clip(args.out, tracked, result, subject=subject, clip=clip, split=args.split, fps=fps,
-                         config=config, face_model=model.name, overwrite=args.overwrite, frame_ids=kept,
-                         crops=crops, summary_extra={"landmarks": source, "skipped_frames": lmk.missing,
-                                                     "video_frames": int(frames.shape[0])})
-    save_landmarks(args.out / LANDMARKS_FILE, lmk, overwrite=args.overwrite, source=source, fps=fps)
-    print(f"wrote {len(records)} frames to {args.out} (mean landmark error "
-          f"{float(np.mean(result.landmark_error)):.2f} px, focal {result.intrinsics()[0, 0]:.1f} px"
-          + (f", {args.crop_size} px face crops" if crops is not None else "") + ")")
+    summary = track_frames(options, frames, fps, lmk, args.out, name=str(args.video), subject=subject, clip=clip,
+                           landmark_source=landmark_source(options, args.landmarks), overwrite=args.overwrite,
+                           say=print, progress=True)
+    print(f"wrote {summary['frames']} frames to {args.out} (mean landmark error "
+          f"{summary['mean_landmark_error_px']:.2f} px, focal {summary['focal_px']:.1f} px"
+          + (f", {args.crop_size} px face crops" if summary["crop_size"] else "") + ")")
     return 0

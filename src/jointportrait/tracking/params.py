@@ -90,6 +90,9 @@ class TrackParams:
     def detach(self) -> TrackParams:
         return TrackParams(**{k: v.detach().clone() for k, v in self.tensors().items()})
 
+    def to(self, device: str | torch.device) -> TrackParams:
+        return TrackParams(**{k: v.to(device) for k, v in self.tensors().items()})
+
     def frame_identity(self) -> torch.Tensor:
         """The identity code of every frame ``(F, 50)``."""
         return self.identity.expand(self.num_frames, -1)
