@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import random
+from dataclasses import fields
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from jointportrait.cli.main import main
@@ -18,6 +20,7 @@ from jointportrait.errors import InputError, MissingPathError
 from jointportrait.face_models import load_face_model
 from jointportrait.tracking.dataset_folder import DONE_NAME, merge_shards
 from jointportrait.tracking.evaluation import load_synthetic_clip
+from jointportrait.tracking.params import TrackParams
 from jointportrait.tracking.shards import ClipSource, Shard, list_clips, parse_shard, shard_clips
 
 CLIPS = 4
@@ -195,6 +198,18 @@ def test_resume_skips_done_clips_and_records_failures(clip_folder, single_run, t
     assert not (out / "failed" / "clip1.json").exists()
     assert (out / "manifest.jsonl").read_text() == (single_run / "manifest.jsonl").read_text()
 
+    # resuming with other options would mix two kinds of clips: refused before anything is tracked
+    assert main([*argv, "--size", "128"]) == 2
+    err = capsys.readouterr().err
+    assert "tracked with other options (size: 256 then, 128 now)" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("device", "message"), [("gpu0", "not a device"), ("mps", "runs on cpu or cuda")])
+def test_bad_devices_are_one_line_errors(device, message, clip_folder, tmp_path, capsys):
+    assert _track(clip_folder, tmp_path / "out", "--device", device) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --device {device}") and message in err and err.count("\n") == 1
+
 
 def test_a_foreign_dataset_folder_is_not_replaced(clip_folder, tmp_path, capsys):
     out = tmp_path / "out"
@@ -205,3 +220,15 @@ def test_a_foreign_dataset_folder_is_not_replaced(clip_folder, tmp_path, capsys)
     assert (out / "manifest.jsonl").read_text() == "{}\n"
     assert main(["track", "--merge", "--out", str(tmp_path / "none")]) == 2
     assert "no shard manifests" in capsys.readouterr().err
+
+
+def test_face_model_and_parameters_move_to_a_device():
+    """``--device``: the tracker fits on the face model's device; every tensor of the model and of the
+    parameters moves (the meta device stands in for a GPU here)."""
+    model = load_face_model("procedural")
+    moved = model.to("meta")
+    names = [f.name for f in fields(model) if torch.is_tensor(getattr(model, f.name))]
+    assert len(names) >= 14 and all(getattr(moved, n).device.type == "meta" for n in names)
+    assert model.neutral.device.type == "cpu" and moved.name == model.name
+    params = TrackParams.initial(model, 3, 500.0).to("meta")
+    assert all(t.device.type == "meta" for t in params.tensors().values())

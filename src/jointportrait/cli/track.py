@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from jointportrait.cli.detection import (
@@ -103,6 +103,10 @@ class TrackOptions:
                    face_crop=args.face_crop, crop_size=args.crop_size, face_margin=args.face_margin,
                    detector=args.detector, face_index=args.face_index, no_smoothing=args.no_smoothing,
                    split=args.split, device=device)
+
+    def recorded(self) -> dict:
+        """The options that shape a clip's outputs (not where it ran), as its done marker keeps them."""
+        return {k: v for k, v in asdict(self).items() if k != "device"}
 
     def detection_args(self, landmarks: Path | None) -> argparse.Namespace:
         """What :func:`clip_landmarks` reads."""

@@ -82,7 +82,7 @@ def init_worker(threads: int) -> None:
 def track_one_clip(job: ClipJob) -> ClipOutcome:
     """Track one clip into ``OUT/clips/<name>/`` (a worker's task; never raises)."""
     from jointportrait.cli.detection import clip_landmarks
-    from jointportrait.errors import JointPortraitError
+    from jointportrait.errors import JointPortraitError, MissingDependencyError
     from jointportrait.tracking.dataset_folder import publish_clip, record_failure, start_partial
     from jointportrait.tracking.video import read_frames
 
@@ -98,8 +98,12 @@ def track_one_clip(job: ClipJob) -> ClipOutcome:
                                overwrite=False, say=messages.append, progress=False)
         seconds = time.perf_counter() - start
         publish_clip(out, job.name, partial, {"clip": job.name, "video": job.video, **summary,
-                                              "seconds": round(seconds, 3), "device": job.options.device})
+                                              "seconds": round(seconds, 3), "device": job.options.device,
+                                              "options": job.options.recorded()})
         return ClipOutcome(job.name, "done", summary["frames"], seconds, messages=tuple(messages))
+    except MissingDependencyError as exc:  # the machine's problem, not the clip's: not recorded as failed
+        return ClipOutcome(job.name, "error", seconds=time.perf_counter() - start, reason=str(exc),
+                           messages=tuple(messages))
     except JointPortraitError as exc:
         record_failure(out, job.name, str(exc))
         return ClipOutcome(job.name, "failed", seconds=time.perf_counter() - start, reason=str(exc),
@@ -136,10 +140,13 @@ def run_clips(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from jointportrait.errors import InputError
+    from jointportrait.faces.backend import dlib_module, model_file
     from jointportrait.tracking.dataset_folder import (
         ShardClip,
         check_dataset_folder,
+        clip_dir,
         is_done,
+        read_done,
         read_failure,
         write_shard_manifest,
     )
@@ -157,18 +164,27 @@ def run_clips(args: argparse.Namespace) -> int:
     threads = args.threads or max(1, usable_cores() // args.workers)
     check_dataset_folder(args.out)
     clips = list_clips(args.clips, args.landmarks)
+    if args.landmarks is None:  # a missing faces extra stops here, not once per clip
+        dlib_module()
+        model_file("landmarks68")
     mine = shard_clips(clips, shard)
+    options = TrackOptions.from_args(args, device)
     outcomes: dict[str, ShardClip] = {}
     todo = []
     for clip in mine:
         reason = read_failure(args.out, clip.name)
         if is_done(args.out, clip.name) and not args.overwrite:
-            outcomes[clip.name] = ShardClip(clip.name, "done", frames=_done_frames(args.out, clip.name))
+            done = read_done(args.out, clip.name)
+            if done.get("options") != options.recorded():
+                raise InputError(f"{clip_dir(args.out, clip.name)}: tracked with other options "
+                                 f"({_difference(done.get('options'), options.recorded())}); use the same options "
+                                 "to resume, or --overwrite to track every clip again")
+            outcomes[clip.name] = ShardClip(clip.name, "done", frames=int(done.get("frames", 0)))
         elif reason is not None and not (args.retry_failed or args.overwrite):
             outcomes[clip.name] = ShardClip(clip.name, "failed", reason=reason)
         else:
             todo.append(ClipJob(clip.name, str(clip.video), None if clip.landmarks is None else str(clip.landmarks),
-                                str(args.out), TrackOptions.from_args(args, device), args.overwrite))
+                                str(args.out), options, args.overwrite))
     skipped = len(mine) - len(todo)
     print(f"shard {shard}: {len(mine)} of {len(clips)} clips, {len(todo)} to track"
           + (f" ({skipped} already done or failed)" if skipped else "")
@@ -203,15 +219,11 @@ def run_clips(args: argparse.Namespace) -> int:
     return 0
 
 
-def _done_frames(out: Path, name: str) -> int:
-    import json
-
-    from jointportrait.tracking.dataset_folder import DONE_NAME, clip_dir
-
-    try:
-        return int(json.loads((clip_dir(out, name) / DONE_NAME).read_text(encoding="utf-8"))["frames"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+def _difference(before: dict | None, now: dict) -> str:
+    if not isinstance(before, dict):
+        return "no options recorded"
+    changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+    return ", ".join(f"{k}: {before.get(k)!r} then, {now.get(k)!r} now" for k in changed[:3])
 
 
 def _merge(out: Path) -> int:

@@ -52,6 +52,19 @@ def is_done(out: Path, name: str) -> bool:
     return (clip_dir(out, name) / DONE_NAME).is_file()
 
 
+def read_done(out: Path, name: str) -> dict:
+    """The done marker of clip ``name`` (what :func:`publish_clip` wrote)."""
+    path = clip_dir(out, name) / DONE_NAME
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable done marker ({exc}); remove the clip's folder to track it again") \
+            from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: not a done marker; remove the clip's folder to track it again")
+    return obj
+
+
 def write_json_atomic(path: Path, obj: object) -> None:
     """Write ``obj`` as JSON through a temporary file and one ``os.replace``: readers see all of it or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,9 +172,19 @@ def _clip_records(out: Path, name: str) -> list[dict]:
         raise MissingPathError(f"{folder / DONE_NAME}: missing, but its shard lists clip {name!r} as done "
                                "(was the clip's folder removed?)")
     records = []
-    for line in (folder / MANIFEST_NAME).read_text(encoding="utf-8").splitlines():
+    manifest = folder / MANIFEST_NAME
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{manifest}: unreadable ({exc})") from None
+    for number, line in enumerate(lines, start=1):
         if line.strip():
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise InputError(f"{manifest} line {number}: not valid JSON ({exc})") from None
+            if not isinstance(record, dict):
+                raise InputError(f"{manifest} line {number}: expected a JSON object")
             for key in PATH_FIELDS:
                 if isinstance(record.get(key), str):
                     record[key] = f"{CLIPS_DIR}/{name}/{record[key]}"
