@@ -83,6 +83,8 @@ def run_config(root: Path, workers: int, threads: int) -> dict:
 
 
 def hours(seconds: float) -> str:
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h" if seconds < 3 * 86400 else f"{seconds / 86400:.1f} days"
 
 

@@ -228,7 +228,7 @@ def test_face_model_and_parameters_move_to_a_device():
     model = load_face_model("procedural")
     moved = model.to("meta")
     names = [f.name for f in fields(model) if torch.is_tensor(getattr(model, f.name))]
-    assert len(names) >= 14 and all(getattr(moved, n).device.type == "meta" for n in names)
+    assert len(names) >= 11 and all(getattr(moved, n).device.type == "meta" for n in names)
     assert model.neutral.device.type == "cpu" and moved.name == model.name
     params = TrackParams.initial(model, 3, 500.0).to("meta")
     assert all(t.device.type == "meta" for t in params.tensors().values())

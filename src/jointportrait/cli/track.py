@@ -136,7 +136,7 @@ def resolve_device(name: str) -> str:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise InputError(f"--device {name!r}: not a device (cpu, cuda, cuda:1, ...)") from None
+        raise InputError(f"--device {name}: not a device (cpu, cuda, cuda:1, ...)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {name}: torch sees no CUDA GPU on this machine")
     if device.type not in ("cpu", "cuda"):
