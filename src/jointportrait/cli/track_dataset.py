@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jointportrait.cli.track import TrackOptions, landmark_source, resolve_device, track_frames
+from jointportrait.cli.track_pipeline import TrackOptions, landmark_source, resolve_device, track_frames
 
 logger = logging.getLogger(__name__)
 

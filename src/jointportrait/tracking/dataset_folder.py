@@ -65,10 +65,15 @@ def read_done(out: Path, name: str) -> dict:
     return obj
 
 
+def _writer() -> str:
+    """This process, unique across the machines sharing the output folder."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 def write_json_atomic(path: Path, obj: object) -> None:
     """Write ``obj`` as JSON through a temporary file and one ``os.replace``: readers see all of it or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{_writer()}.tmp")
     tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
@@ -83,13 +88,14 @@ def check_dataset_folder(out: Path) -> None:
 
 
 def start_partial(out: Path, name: str) -> Path:
-    """A fresh, empty folder to write clip ``name`` into; stale partial folders of the clip (a killed run's) are
-    removed first. Only the shard that owns a clip writes it, so no live writer is disturbed."""
+    """A fresh, empty folder to write clip ``name`` into; the clip's stale partial and swapped-out folders (a
+    killed run's) are removed first. Only the shard that owns a clip writes it, so no live writer is disturbed."""
     parent = out / CLIPS_DIR
     parent.mkdir(parents=True, exist_ok=True)
-    for stale in parent.glob(f".{name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    partial = parent / f".{name}.partial-{socket.gethostname()}-{os.getpid()}"
+    for stale in parent.iterdir():  # not glob: a clip name may hold [ ] * ?
+        if stale.name.startswith((f".{name}.partial-", f".{name}.old-")):
+            shutil.rmtree(stale, ignore_errors=True)
+    partial = parent / f".{name}.partial-{_writer()}"
     partial.mkdir()
     return partial
 
@@ -101,7 +107,7 @@ def publish_clip(out: Path, name: str, partial: Path, done: dict) -> Path:
     final = clip_dir(out, name)
     old = None
     if final.exists():
-        old = final.with_name(f".{name}.old-{os.getpid()}")
+        old = final.with_name(f".{name}.old-{_writer()}")
         os.replace(final, old)
     os.replace(partial, final)
     if old is not None:
@@ -238,7 +244,7 @@ def merge_shards(out: Path, check_files: bool = True) -> MergeResult:
     if not done:
         raise InputError(f"{folder}: no clip could be tracked ({len(failed)} failed), nothing to merge")
     records = [r for name in sorted(done) for r in _clip_records(out, name)]
-    tmp = out / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
+    tmp = out / f".{MANIFEST_NAME}.{_writer()}.tmp"
     write_manifest(tmp, records, check_files=check_files)
     os.replace(tmp, out / MANIFEST_NAME)
     return MergeResult(out / MANIFEST_NAME, len(records), sorted(done), dict(sorted(failed.items())), count)
