@@ -21,6 +21,8 @@ from jointportrait.face_models import load_face_model
 from jointportrait.tracking.dataset_folder import DONE_NAME, merge_shards
 from jointportrait.tracking.evaluation import load_synthetic_clip
 from jointportrait.tracking.params import TrackParams
+from jointportrait.tracking.stages import TrackerConfig
+from jointportrait.tracking.tracker import track_clip
 from jointportrait.tracking.shards import ClipSource, Shard, list_clips, parse_shard, shard_clips
 
 CLIPS = 4
@@ -232,3 +234,17 @@ def test_face_model_and_parameters_move_to_a_device():
     assert model.neutral.device.type == "cpu" and moved.name == model.name
     params = TrackParams.initial(model, 3, 500.0).to("meta")
     assert all(t.device.type == "meta" for t in params.tensors().values())
+
+
+def test_the_fit_makes_every_tensor_on_the_model_device(synthetic_video):
+    """A GPU run needs every tensor of the fit on the face model's device. Without a GPU: the default device is
+    ``meta`` here, so a tensor made without naming the model's device (CPU) lands on ``meta`` and the first op
+    that mixes it with the model's tensors fails; the whole fit (both landmark stages, the photometric stage,
+    the final rendering) must run through."""
+    model = load_face_model("procedural")
+    clip = load_synthetic_clip(synthetic_video, model, noise_px=1.0)
+    config = TrackerConfig(rigid_steps=2, shape_steps=2, photometric_steps=(1, 1, 1), photometric_size=48)
+    with torch.device("meta"):
+        result = track_clip(model, clip.frames[:2], clip.landmarks[:2], config)
+    assert result.depth.shape == (2, 96, 96) and result.params.identity.device.type == "cpu"
+    assert len(result.photometric_error) == 3

@@ -86,8 +86,8 @@ class TrackerConfig:
     diverged_error: float = 0.15  # median landmark error / inter-ocular distance that counts as diverged
 
 
-def landmark_weights(config: TrackerConfig) -> torch.Tensor:
-    weights = torch.ones(NUM_LANDMARKS)
+def landmark_weights(config: TrackerConfig, device: torch.device | None = None) -> torch.Tensor:
+    weights = torch.ones(NUM_LANDMARKS, device=device)
     weights[JAW] = config.jaw_weight
     return weights
 
@@ -150,7 +150,7 @@ def fit_landmarks(model: FaceModel, params: TrackParams, landmarks: torch.Tensor
     variables = [getattr(work, n).requires_grad_(True) for n in names]
     optimizer = torch.optim.LBFGS(variables, lr=1.0, max_iter=steps, max_eval=2 * steps, history_size=20,
                                   tolerance_grad=1e-10, tolerance_change=1e-12, line_search_fn="strong_wolfe")
-    weights = landmark_weights(config).to(landmarks.device).double()
+    weights = landmark_weights(config, landmarks.device).double()
     target = landmarks.double()
     bar = progress(f"{'shape' if shape else 'rigid'} (landmarks)", 2 * steps) if progress else None
 
@@ -220,7 +220,7 @@ def fit_photometric(model: FaceModel, params: TrackParams, frames: torch.Tensor,
     num, height, width, _ = frames.shape
     triangles = model.triangles[model.skin_triangle_mask]  # (T, 3) face skin only: hair, eyes are not modelled
     edges = mesh_edges(triangles)
-    weights = landmark_weights(config).to(frames.device)
+    weights = landmark_weights(config, frames.device)
     levels = pyramid_levels(height, width, config)
     finest = levels[-1]
     target_fine = nnf.interpolate(frames.permute(0, 3, 1, 2), size=finest[:2], mode="area").permute(0, 2, 3, 1)

@@ -103,7 +103,7 @@ def track_clip(model: FaceModel, frames: np.ndarray, landmarks: np.ndarray, conf
 
     focal = prior_focal(height, width, config)
     rotation, translation = rigid_init(model, landmarks, height, width, focal)
-    params = TrackParams.initial(model, num, focal, shared_identity=config.shared_identity).to(device)
+    params = TrackParams.initial(model, num, focal, shared_identity=config.shared_identity)
     params.rotation.copy_(torch.from_numpy(rotation))
     params.translation.copy_(torch.from_numpy(translation))
     fit_landmarks(model, params, lmk, height, width, config, shape=False, steps=config.rigid_steps,
