@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from jointportrait.cli import track_dataset
 from jointportrait.cli.main import main
 from jointportrait.data.datasets import ClipDataset, FrameDataset
 from jointportrait.data.manifest import read_manifest
@@ -21,9 +22,9 @@ from jointportrait.face_models import load_face_model
 from jointportrait.tracking.dataset_folder import DONE_NAME, merge_shards
 from jointportrait.tracking.evaluation import load_synthetic_clip
 from jointportrait.tracking.params import TrackParams
+from jointportrait.tracking.shards import ClipSource, Shard, list_clips, parse_shard, shard_clips
 from jointportrait.tracking.stages import TrackerConfig
 from jointportrait.tracking.tracker import track_clip
-from jointportrait.tracking.shards import ClipSource, Shard, list_clips, parse_shard, shard_clips
 
 CLIPS = 4
 
@@ -204,6 +205,29 @@ def test_resume_skips_done_clips_and_records_failures(clip_folder, single_run, t
     assert main([*argv, "--size", "128"]) == 2
     err = capsys.readouterr().err
     assert "tracked with other options (size: 256 then, 128 now)" in err and err.count("\n") == 1
+
+
+def test_an_unexpected_error_keeps_the_shard_open(clip_folder, single_run, tmp_path, monkeypatch, capsys):
+    """A clip that stops unexpectedly (a bug, out of memory) is not recorded as failed: the other clips are
+    written, the shard exits with status 1 without a shard manifest, and a rerun tracks only that clip."""
+    real = track_dataset.track_frames
+
+    def flaky(options, frames, fps, lmk, out, *, name, **kwargs):
+        if name.endswith("clip1"):
+            raise RuntimeError("CUDA out of memory")
+        return real(options, frames, fps, lmk, out, name=name, **kwargs)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(track_dataset, "track_frames", flaky)
+    assert _track(clip_folder, out) == 1
+    err = capsys.readouterr().err
+    assert "clip1: unexpected RuntimeError: CUDA out of memory" in err and "rerun the shard" in err
+    assert not (out / "shards").exists() and not (out / "failed").exists() and not (out / "manifest.jsonl").exists()
+    assert sorted(p.name for p in (out / "clips").iterdir()) == ["clip0", "clip2", "clip3"]
+    monkeypatch.setattr(track_dataset, "track_frames", real)
+    assert _track(clip_folder, out) == 0
+    assert "1 to track (3 already done or failed)" in capsys.readouterr().out
+    assert (out / "manifest.jsonl").read_text() == (single_run / "manifest.jsonl").read_text()
 
 
 @pytest.mark.parametrize(("device", "message"), [("gpu0", "not a device"), ("mps", "runs on cpu or cuda")])
