@@ -58,7 +58,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     # training stage (training.stages.STAGES): the joint model (stage 1 or 2 by in_channels), the VAE, a baseline
-    kind: Literal["joint", "vae", "image_to_depth", "depth_to_image", "concat_reference"] = "joint"
+    kind: Literal["joint", "vae", "image_to_depth", "depth_to_image", "concat_reference", "one_step_depth"] = "joint"
     base: str = "tiny"  # "tiny" or a local SD 1.5 folder / single-file checkpoint
     tiny_seed: int = 0
     init_from: str | None = None  # stage 2: a stage-1 run folder (final/ or latest checkpoint) or model folder

@@ -7,6 +7,7 @@ here (and its name in ``ModelConfig.kind``); the trainer loop does not change.
 from jointportrait.training.stages.base import StageLoss, TrainingStage
 from jointportrait.training.stages.baselines import ConcatReferenceStage, DepthToImageStage, ImageToDepthStage
 from jointportrait.training.stages.joint import JointStage
+from jointportrait.training.stages.one_step import OneStepDepthStage
 from jointportrait.training.stages.vae import VAEStage
 
 # model.kind -> stage (explicit registry)
@@ -16,7 +17,8 @@ STAGES: dict[str, type[TrainingStage]] = {
     "image_to_depth": ImageToDepthStage,
     "depth_to_image": DepthToImageStage,
     "concat_reference": ConcatReferenceStage,
+    "one_step_depth": OneStepDepthStage,
 }
 
-__all__ = ["STAGES", "ConcatReferenceStage", "DepthToImageStage", "ImageToDepthStage", "JointStage", "StageLoss",
+__all__ = ["STAGES", "ConcatReferenceStage", "DepthToImageStage", "ImageToDepthStage", "JointStage", "OneStepDepthStage", "StageLoss",
            "TrainingStage", "VAEStage"]
