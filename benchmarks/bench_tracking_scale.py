@@ -10,11 +10,13 @@ done marker and the merged manifest) on the same folder of clips, one after the 
 wall time includes starting the worker processes.
 
 Run: ``python benchmarks/run.py tracking_scale`` (``CLIPS`` x ``FRAMES`` frames; a few minutes per
-configuration on one core).
+configuration on one core); ``python benchmarks/bench_tracking_scale.py --device cuda`` adds a row with one
+worker fitting on the GPU.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -65,11 +67,11 @@ def cpu_seconds() -> float:
                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
-def run_config(root: Path, workers: int, threads: int) -> dict:
-    out = root / f"out_w{workers}_t{threads}"
+def run_config(root: Path, workers: int, threads: int, device: str = "cpu") -> dict:
+    out = root / f"out_w{workers}_t{threads}_{device.replace(':', '')}"
     start, cpu_start = time.perf_counter(), cpu_seconds()
     status = cli(["track", "--clips", str(root / "clips"), "--landmarks", str(root / "landmarks"), "--out", str(out),
-                  "--workers", str(workers), "--threads", str(threads), "--device", "cpu"])
+                  "--workers", str(workers), "--threads", str(threads), "--device", device])
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     if status != 0:
         raise RuntimeError(f"track --clips with {workers} worker(s) x {threads} thread(s) failed ({status})")
@@ -77,7 +79,7 @@ def run_config(root: Path, workers: int, threads: int) -> dict:
     frames = sum(d["frames"] for d in done)
     fit = sum(d["seconds"] for d in done)
     cores = workers * threads
-    return {"workers": workers, "threads": threads, "cores": cores, "frames": frames, "wall": wall,
+    return {"device": device, "workers": workers, "threads": threads, "cores": cores, "frames": frames, "wall": wall,
             "fps": frames / wall, "fps_core": frames / wall / cores, "clip_seconds": fit / frames,
             "fps_cpu": frames / cpu}
 
@@ -88,23 +90,30 @@ def hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds < 3 * 86400 else f"{seconds / 86400:.1f} days"
 
 
-def main() -> None:
+def main(device: str = "cpu") -> None:
+    """The CPU configurations; with ``device`` (e.g. ``cuda``) one more row: one worker fitting there."""
     load_face_model()  # the parent's copy is loaded once, outside the timings (workers load their own)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         root = write_clips(Path(tmp))
         rows = [run_config(root, w, t) for w, t in CONFIGS]
+        extra = [run_config(root, 1, 1, device)] if device != "cpu" else []
     load = (load + os.getloadavg()[0]) / 2
-    for r in rows:
-        print(f"{r['workers']} worker(s) x {r['threads']} thread(s): {r['frames']} frames in {r['wall']:.1f} s, "
-              f"{r['fps']:.3f} frames/s, {r['fps_cpu']:.3f} frames per CPU-second")
     one, two = rows
+    rows += extra
+    for r in rows:
+        r["label"] = f"{r['workers']} x {r['threads']}" + ("" if r["device"] == "cpu" else f" on {r['device']}")
+        print(f"{r['label']}: {r['frames']} frames in {r['wall']:.1f} s, {r['fps']:.3f} frames/s, "
+              f"{r['fps_cpu']:.3f} frames per CPU-second")
     wall_scaling, cpu_ratio = two["fps"] / one["fps"], two["fps_cpu"] / one["fps_cpu"]
     machine_fps = two["fps_cpu"] * CORES_PER_MACHINE  # every core busy with one worker of one thread
     table = "\n".join(
-        f"| {r['workers']} x {r['threads']} | {r['frames']} | {r['wall']:.1f} | {r['fps']:.3f} | "
+        f"| {r['label']} | {r['frames']} | {r['wall']:.1f} | {r['fps']:.3f} | "
         f"{r['fps'] / one['fps']:.2f} | {r['frames'] / r['fps_cpu']:.1f} | {r['fps_cpu']:.3f} | "
         f"{r['fps_cpu'] / one['fps_cpu']:.2f} | {r['clip_seconds']:.2f} |" for r in rows)
+    gpu_note = ("The GPU row fits each clip's frames in one batch on the GPU (CPU-s there: host time only)."
+                if extra else "The GPU path (`python benchmarks/bench_tracking_scale.py --device cuda` adds its row) "
+                "has not been measured here: no GPU was available.")
     update_section("tracking_scale", f"""## Face tracking at dataset scale (`jointportrait track --clips`)
 
 `python benchmarks/run.py tracking_scale`: {CLIPS} clips x {FRAMES} frames of {WIDTH} x {HEIGHT} (synthetic,
@@ -134,10 +143,11 @@ at the 2 x 1 row's frames per CPU-second ({two['fps_cpu']:.3f}), i.e. {machine_f
 
 One core alone: {hours(DATASET_FRAMES / one['fps_cpu'])}. Shards are balanced by clip count (their sizes differ
 by at most one clip), so with clips of unequal length the slowest shard sets the wall time. Memory bandwidth
-shared by {CORES_PER_MACHINE} workers is not measured here. The GPU path (`--device cuda`) has not been measured: no
-GPU was available.
+shared by {CORES_PER_MACHINE} workers is not measured here. {gpu_note}
 """)
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="also fit with one worker on this device (e.g. cuda)")
+    main(parser.parse_args().device)
