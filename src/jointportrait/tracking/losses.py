@@ -11,20 +11,10 @@ from __future__ import annotations
 import torch
 
 
-def cauchy(squared: torch.Tensor, scale: float) -> torch.Tensor:
-    """Cauchy (Lorentzian) robust loss of squared residuals: ``c^2 log(1 + r^2 / c^2)``; equals ``r^2`` for
-    ``r << c`` and grows only logarithmically beyond, so a point ``k c`` away pulls ``1 / (1 + k^2)`` as hard as
-    a squared loss would."""
-    return scale**2 * torch.log1p(squared / scale**2)
-
-
 def landmark_energy(predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
-                    sigma: float, robust_scale: float | None = None) -> torch.Tensor:
-    """``sum_f sum_p w_p rho(|x_fp - y_fp|^2) / (2 sigma^2)`` of pixels ``(F, 68, 2)``, weights ``(68,)``;
-    ``rho`` is the identity, or :func:`cauchy` with ``robust_scale`` (pixels) when given."""
+                    sigma: float) -> torch.Tensor:
+    """``sum_f sum_p w_p |x_fp - y_fp|^2 / (2 sigma^2)`` of pixels ``(F, 68, 2)``, weights ``(68,)``."""
     sq = ((predicted - target) ** 2).sum(-1)  # (F, 68)
-    if robust_scale is not None:
-        sq = cauchy(sq, robust_scale)
     return (sq * weights).sum() / (2.0 * sigma**2)
 
 

@@ -120,17 +120,13 @@ def camera_vertices(model: FaceModel, params: TrackParams) -> torch.Tensor:
     return model_to_camera(verts, params.rotation, params.translation)
 
 
-def landmark_points(model: FaceModel, params: TrackParams, indices: torch.Tensor | None = None) -> torch.Tensor:
+def landmark_points(model: FaceModel, params: TrackParams) -> torch.Tensor:
     """The 68 landmarks ``(F, 68, 3)`` in camera space, computed from the landmark rows of the bases only
-    (in the parameters' dtype). ``indices``: the landmark vertices, ``(68,)`` or per frame ``(F, 68)`` (sliding
-    jaw-line correspondences, :mod:`jointportrait.tracking.contour`); default the model's ``landmark_indices``."""
-    idx = model.landmark_indices if indices is None else indices
-    dtype = params.identity.dtype  # float64 in the landmark stages
-    if idx.dim() == 1:
-        idx = idx.expand(params.num_frames, -1)
-    pts = model.neutral[idx].to(dtype) + torch.einsum("fk,kfvc->fvc", params.frame_identity(),
-                                                      model.identity_basis[:, idx].to(dtype))
-    pts = pts + torch.einsum("fk,kfvc->fvc", params.expression, model.expression_basis[:, idx].to(dtype))  # (F, 68, 3)
+    (in the parameters' dtype)."""
+    idx, dtype = model.landmark_indices, params.identity.dtype  # float64 in the landmark stages
+    pts = model.neutral[idx].to(dtype)[None] + torch.einsum("fk,kvc->fvc", params.frame_identity(),
+                                                            model.identity_basis[:, idx].to(dtype))
+    pts = pts + torch.einsum("fk,kvc->fvc", params.expression, model.expression_basis[:, idx].to(dtype))  # (F, 68, 3)
     return model_to_camera(pts, params.rotation, params.translation)
 
 

@@ -36,7 +36,6 @@ from jointportrait.appearance.sh_lighting import irradiance
 from jointportrait.face_models import FaceModel
 from jointportrait.geometry.cameras import MODEL_TO_OPENCV, PerspectiveCamera, focal_from_fov
 from jointportrait.render import interpolate, rasterize
-from jointportrait.tracking.contour import Contour, march_contour
 from jointportrait.tracking.landmarks import JAW, NUM_LANDMARKS
 from jointportrait.tracking.losses import (
     edge_smoothness,
@@ -48,7 +47,6 @@ from jointportrait.tracking.losses import (
 )
 from jointportrait.tracking.params import (
     TrackParams,
-    axis_angle_to_matrix,
     camera_vertices,
     landmark_points,
     project,
@@ -60,7 +58,6 @@ logger = logging.getLogger(__name__)
 PHOTOMETRIC_RATES = {"identity": 2.0, "expression": 2.0, "rotation": 0.02, "translation": 1.0, "log_focal": 0.02,
                      "albedo": 1.0, "sh": 1.0}
 POSE = ("rotation", "translation")
-CONTOUR_EVERY = 10  # photometric steps between choices of the jaw landmarks' silhouette vertices
 Progress = Callable[[str, int], object]  # (description, total) -> object with update(n) and close()
 
 
@@ -79,10 +76,6 @@ class TrackerConfig:
     photometric_size: int = 256  # longest side of the finest pyramid level (frames are not upsampled)
     landmark_sigma: float = 1.5  # landmark noise, pixels at 256 px
     jaw_weight: float = 0.5  # contour landmarks slide along the silhouette in real detections
-    landmark_robust: float | None = None  # Cauchy scale of the landmark residuals, pixels at 256 px (None: squared)
-    contour: bool = False  # jaw landmarks slide to the silhouette per frame (landmark marching, contour.py)
-    contour_normal_only: bool = False  # jaw residuals measured along the outline's image normal only
-    contour_rounds: int = 3  # landmark-stage L-BFGS runs, the jaw correspondences chosen anew before each
     identity_prior: float = 1.0
     expression_prior: float = 1.0
     pose_smoothness: float = 50.0  # per frame step, rad^2 and (cm / 10)^2
@@ -125,42 +118,13 @@ def rigid_init(model: FaceModel, landmarks: np.ndarray, height: int, width: int,
     return np.stack(rots), np.stack(trans)
 
 
-@dataclass
-class Correspondence:
-    """Per-frame landmark vertices ``(F, 68)`` and, for point-to-line jaw residuals, the outline's image normal
-    of each jaw landmark ``(F, 17, 2)`` (None: point-to-point)."""
-
-    indices: torch.Tensor
-    normals: torch.Tensor | None = None
-
-
-def select_correspondence(model: FaceModel, params: TrackParams, contour: Contour | None, height: int, width: int,
-                          config: TrackerConfig) -> Correspondence | None:
-    """The jaw landmarks' silhouette vertices under the current fit (None without a ``contour``)."""
-    if contour is None:
-        return None
-    with torch.no_grad():
-        work = TrackParams(**{k: v.detach().float() for k, v in params.tensors().items()})
-        rotation = axis_angle_to_matrix(work.rotation) @ MODEL_TO_OPENCV  # (F, 3, 3)
-        indices, normals = march_contour(contour, model.landmark_indices, camera_vertices(model, work), rotation,
-                                         work.intrinsics(height, width))
-    return Correspondence(indices, normals if config.contour_normal_only else None)
-
-
 def _landmark_terms(model: FaceModel, params: TrackParams, landmarks: torch.Tensor, weights: torch.Tensor,
-                    height: int, width: int, config: TrackerConfig, landmark_scale: float = 1.0,
-                    correspondence: Correspondence | None = None) -> torch.Tensor:
+                    height: int, width: int, config: TrackerConfig, landmark_scale: float = 1.0) -> torch.Tensor:
     """The landmark (times ``landmark_scale``), prior and smoothness energy, normalised by the number of landmark
     observations."""
     unit = max(height, width) / 256.0
-    indices = None if correspondence is None else correspondence.indices
-    pred = project(landmark_points(model, params, indices), params.intrinsics(height, width))  # (F, 68, 2)
-    if correspondence is not None and correspondence.normals is not None:
-        normals = correspondence.normals.to(pred)  # (F, 17, 2)
-        off = ((pred[:, JAW] - landmarks[:, JAW]) * normals).sum(-1, keepdim=True)  # (F, 17, 1)
-        pred = torch.cat([landmarks[:, JAW] + off * normals, pred[:, JAW.stop:]], dim=1)  # point-to-line on the jaw
-    energy = landmark_scale * landmark_energy(pred / unit, landmarks / unit, weights, config.landmark_sigma,
-                                              config.landmark_robust)
+    pred = project(landmark_points(model, params), params.intrinsics(height, width))  # (F, 68, 2)
+    energy = landmark_scale * landmark_energy(pred / unit, landmarks / unit, weights, config.landmark_sigma)
     energy = energy + config.identity_prior * gaussian_prior(params.identity)
     energy = energy + config.expression_prior * gaussian_prior(params.expression)
     energy = energy + config.pose_smoothness * (temporal_smoothness(params.rotation)
@@ -171,8 +135,7 @@ def _landmark_terms(model: FaceModel, params: TrackParams, landmarks: torch.Tens
 
 
 def fit_landmarks(model: FaceModel, params: TrackParams, landmarks: torch.Tensor, height: int, width: int,
-                  config: TrackerConfig, *, shape: bool, steps: int, progress: Progress | None = None,
-                  contour: Contour | None = None) -> float:
+                  config: TrackerConfig, *, shape: bool, steps: int, progress: Progress | None = None) -> float:
     """L-BFGS on the landmark energy over pose (and identity + expression when ``shape``), in float64.
 
     One L-BFGS run of at most ``steps`` iterations (strong Wolfe line search). Float64 matters: in float32
@@ -183,43 +146,32 @@ def fit_landmarks(model: FaceModel, params: TrackParams, landmarks: torch.Tensor
     focal at a fixed distance rescales the whole face), which stalls the line search; the
     photometric stage refines it.
 
-    With a ``contour`` (sliding jaw-line correspondences) the run is split into ``config.contour_rounds`` runs,
-    the jaw landmarks' silhouette vertices chosen anew before each.
-
     Updates ``params`` in place; returns the final energy.
     """
     names = ["rotation", "translation"] + (["identity", "expression"] if shape else [])
     work = TrackParams(**{k: v.detach().double() if k != "albedo" else v for k, v in params.tensors().items()})
     variables = [getattr(work, n).requires_grad_(True) for n in names]
+    optimizer = torch.optim.LBFGS(variables, lr=1.0, max_iter=steps, max_eval=2 * steps, history_size=20,
+                                  tolerance_grad=1e-10, tolerance_change=1e-12, line_search_fn="strong_wolfe")
     weights = landmark_weights(config).double()
     target = landmarks.double()
-    rounds = config.contour_rounds if contour is not None else 1
-    per_round = max(1, steps // rounds)
-    bar = progress(f"{'shape' if shape else 'rigid'} (landmarks)", 2 * per_round * rounds) if progress else None
-    correspondence = None
-    for _ in range(rounds):
-        correspondence = select_correspondence(model, work, contour, height, width, config)
-        optimizer = torch.optim.LBFGS(variables, lr=1.0, max_iter=per_round, max_eval=2 * per_round,
-                                      history_size=20, tolerance_grad=1e-10, tolerance_change=1e-12,
-                                      line_search_fn="strong_wolfe")
+    bar = progress(f"{'shape' if shape else 'rigid'} (landmarks)", 2 * steps) if progress else None
 
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            energy = _landmark_terms(model, work, target, weights, height, width, config,
-                                     correspondence=correspondence)
-            energy.backward()
-            if bar is not None:
-                bar.update(1)
-            return energy
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        energy = _landmark_terms(model, work, target, weights, height, width, config)
+        energy.backward()
+        if bar is not None:
+            bar.update(1)
+        return energy
 
-        optimizer.step(closure)
+    optimizer.step(closure)
     if bar is not None:
         bar.close()
     with torch.no_grad():
         for n in names:
             getattr(params, n).copy_(getattr(work, n).detach())
-        return float(_landmark_terms(model, work, target, weights, height, width, config,
-                                     correspondence=correspondence))
+        return float(_landmark_terms(model, work, target, weights, height, width, config))
 
 
 def render_shading(model: FaceModel, params: TrackParams, triangles: torch.Tensor, K: torch.Tensor, height: int,
@@ -263,8 +215,7 @@ def pyramid_levels(height: int, width: int, config: TrackerConfig) -> list[tuple
 
 
 def fit_photometric(model: FaceModel, params: TrackParams, frames: torch.Tensor, landmarks: torch.Tensor,
-                    config: TrackerConfig, progress: Progress | None = None,
-                    contour: Contour | None = None) -> list[float]:
+                    config: TrackerConfig, progress: Progress | None = None) -> list[float]:
     """Coarse-to-fine photometric refinement of every parameter; ``frames`` ``(F, H, W, 3)`` linear RGB.
 
     Returns the photometric error at the end of each level.
@@ -290,8 +241,6 @@ def fit_photometric(model: FaceModel, params: TrackParams, frames: torch.Tensor,
         bar = progress(f"photometric {w}x{h}", steps) if progress else None
         error = torch.tensor(float("nan"))
         for step in range(steps):
-            if step % CONTOUR_EVERY == 0:
-                correspondence = select_correspondence(model, params, contour, height, width, config)
             decay = config.photometric_final_rate + (1 - config.photometric_final_rate) * 0.5 * (
                 1 + math.cos(math.pi * step / max(steps - 1, 1)))
             for group in optimizer.param_groups:
@@ -300,7 +249,7 @@ def fit_photometric(model: FaceModel, params: TrackParams, frames: torch.Tensor,
             rendered, mask = render_shading(model, params, triangles, params.intrinsics(height, width, scale), h, w)
             error = photometric_error(rendered, target, mask)
             energy = _landmark_terms(model, params, landmarks, weights, height, width, config,
-                                     config.photometric_landmark_scale, correspondence)
+                                     config.photometric_landmark_scale)
             energy = energy + config.photometric_weight * error / NUM_LANDMARKS
             energy = energy + config.albedo_smoothness * edge_smoothness(params.albedo, edges) / NUM_LANDMARKS
             energy.backward()

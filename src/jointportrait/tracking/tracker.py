@@ -21,7 +21,6 @@ from jointportrait.appearance.color import srgb_to_linear
 from jointportrait.face_models import FaceModel
 from jointportrait.geometry.cameras import PerspectiveCamera
 from jointportrait.render import rasterize
-from jointportrait.tracking.contour import contour_candidates
 from jointportrait.tracking.landmarks import interocular_distance
 from jointportrait.tracking.params import TrackParams, camera_vertices, landmark_points, project
 from jointportrait.tracking.stages import (
@@ -102,15 +101,14 @@ def track_clip(model: FaceModel, frames: np.ndarray, landmarks: np.ndarray, conf
     params = TrackParams.initial(model, num, focal, shared_identity=config.shared_identity)
     params.rotation.copy_(torch.from_numpy(rotation))
     params.translation.copy_(torch.from_numpy(translation))
-    contour = contour_candidates(model) if config.contour else None
     fit_landmarks(model, params, lmk, height, width, config, shape=False, steps=config.rigid_steps,
-                  progress=progress, contour=contour)
+                  progress=progress)
     fit_landmarks(model, params, lmk, height, width, config, shape=True, steps=config.shape_steps,
-                  progress=progress, contour=contour)
+                  progress=progress)
     photo_errors = []
     if config.photometric:
         linear = srgb_to_linear(torch.from_numpy(frames).float() / 255.0)  # (F, H, W, 3)
-        photo_errors = fit_photometric(model, params, linear, lmk, config, progress=progress, contour=contour)
+        photo_errors = fit_photometric(model, params, linear, lmk, config, progress=progress)
     params = params.detach()
     fitted = fitted_landmarks(model, params, height, width)
     error = np.linalg.norm(fitted - landmarks, axis=-1).mean(-1)  # (F,)
