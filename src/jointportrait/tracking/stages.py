@@ -71,7 +71,7 @@ class TrackerConfig:
     focal_prior: float = 10.0  # weight of (log f - log f_prior)^2
     rigid_steps: int = 30
     shape_steps: int = 150
-    photometric_steps: tuple[int, ...] = (40, 30, 20)
+    photometric_steps: tuple[int, ...] = (120, 90, 60)  # 40/30/20 before issue 19
     pyramid: tuple[float, ...] = (0.25, 0.5, 1.0)  # of the photometric working size
     photometric_size: int = 256  # longest side of the finest pyramid level (frames are not upsampled)
     landmark_sigma: float = 1.5  # landmark noise, pixels at 256 px
@@ -81,11 +81,12 @@ class TrackerConfig:
     pose_smoothness: float = 50.0  # per frame step, rad^2 and (cm / 10)^2
     expression_smoothness: float = 2.0
     photometric_weight: float = 10000.0
-    photometric_landmark_scale: float = 0.1  # landmark term's weight in the photometric stage, relative
+    photometric_landmark_scale: float = 0.02  # landmark term's weight in the photometric stage, relative (was 0.1)
     albedo_smoothness: float = 2000.0
     learning_rate: float = 0.01
-    photometric_pose_rate: float = 1.0  # multiplies the photometric stage's step sizes of rotation and translation
-    photometric_final_rate: float = 1.0  # step size at the end of each level / at its start (cosine decay)
+    # multiplies PHOTOMETRIC_RATES of rotation and translation; at 1 (before issue 19) Adam could turn the head by
+    # about 1 degree in the whole stage, too little to correct the pose errors of real detections (5-25 degrees)
+    photometric_pose_rate: float = 50.0
     diverged_error: float = 0.15  # median landmark error / inter-ocular distance that counts as diverged
 
 
@@ -235,16 +236,10 @@ def fit_photometric(model: FaceModel, params: TrackParams, frames: torch.Tensor,
         groups = [{"params": [getattr(params, n).requires_grad_(True)],
                    "lr": config.learning_rate * r * (config.photometric_pose_rate if n in POSE else 1.0)}
                   for n, r in PHOTOMETRIC_RATES.items()]
-        for group in groups:
-            group["base_lr"] = group["lr"]
         optimizer = torch.optim.Adam(groups)
         bar = progress(f"photometric {w}x{h}", steps) if progress else None
         error = torch.tensor(float("nan"))
-        for step in range(steps):
-            decay = config.photometric_final_rate + (1 - config.photometric_final_rate) * 0.5 * (
-                1 + math.cos(math.pi * step / max(steps - 1, 1)))
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * decay
+        for _ in range(steps):
             optimizer.zero_grad()
             rendered, mask = render_shading(model, params, triangles, params.intrinsics(height, width, scale), h, w)
             error = photometric_error(rendered, target, mask)
