@@ -55,13 +55,9 @@ VARIANTS = [
     ("+ landmarks averaged over 16 jittered boxes, landmark stages only", "boxes", replace(BEFORE, photometric=False),
      False),
     ("+ landmarks averaged over 16 jittered boxes, full tracker", "boxes", BEFORE, False),
-    ("+ photometric pose steps x50, landmark weight 0.02", "boxes",
-     replace(BEFORE, photometric_pose_rate=50.0, photometric_landmark_scale=0.02), True),
-    ("+ photometric steps 120/90/60 (default now)", "boxes", TrackerConfig(), True),
-    ("default, one dlib prediction per frame", "single", TrackerConfig(), False),
-    ("default, focal length without prior", "boxes", TrackerConfig(focal_prior=0.0), False),
+    ("+ photometric pose steps x50, 120/90/60 steps, landmark weight 0.02 (default now)", "boxes", TrackerConfig(),
+     True),
     ("oracle landmarks, landmark stages only", "oracle", TrackerConfig(photometric=False), False),
-    ("oracle landmarks, default", "oracle", TrackerConfig(), False),
 ]
 
 
