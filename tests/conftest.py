@@ -106,6 +106,23 @@ def astronaut_hand_labels() -> dict[int, tuple[float, float]]:
 
 
 @pytest.fixture(scope="session")
+def tiny_video_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny video model: the 18-channel stage-2 denoiser + ReferenceNet and a random motion adapter
+    whose output is not zero (so that the motion modules and motion frames change the frames)."""
+    from jointportrait.loading import create_tiny_joint_model
+    from jointportrait.models.motion import build_motion_adapter
+    from jointportrait.models.widen import widen_unet
+    from jointportrait.pipelines import JointPortraitVideoPipeline
+
+    components = create_tiny_joint_model(seed=0).components
+    components["unet"] = widen_unet(components["unet"], 18, 8)
+    adapter = build_motion_adapter(components["unet"], seed=0, zero_output=False)
+    out = tmp_path_factory.mktemp("tiny_video")
+    JointPortraitVideoPipeline(**components, motion_adapter=adapter).save_pretrained(out, safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="session")
 def wide_dataset(tmp_path_factory) -> Path:
     """Synthetic studio frames (3 subjects x 3 frames) cut to 24 x 32 (H x W): a 24 px crop has 9 horizontal
     positions, so random crops vary from draw to draw (square frames scale to a single crop)."""

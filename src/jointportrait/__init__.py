@@ -22,11 +22,15 @@ _EXPORTS = {
     "ReferenceBank": "jointportrait.models.reference_attention",
     "JointPortraitPipeline": "jointportrait.pipelines.pipeline_joint_portrait",
     "JointPortraitPipelineOutput": "jointportrait.pipelines.pipeline_joint_portrait",
+    "JointPortraitVideoPipeline": "jointportrait.pipelines.pipeline_video",
+    "VideoJointDenoiser": "jointportrait.models.video_denoiser",
     "joint_diffusion_loss": "jointportrait.objective",
     "normalize_depth": "jointportrait.depth_codec",
     "create_joint_model": "jointportrait.loading",
     "create_tiny_joint_model": "jointportrait.loading",
     "load_joint_pipeline": "jointportrait.loading",
+    "load_video_pipeline": "jointportrait.loading",
+    "load_motion_adapter": "jointportrait.models.motion_checkpoint",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -11,7 +11,9 @@ checkpoint (converted offline with the bundled LDM config), or a tiny random
 model with the same layout for tests and trials. Only safetensors weights are
 read (a pickle can run code); every folder is checked first
 (:mod:`jointportrait.model_files`), so a truncated weights file or a broken JSON
-file is one error naming that file.
+file is one error naming that file. A video model (paper Sec. 5.5) is the same
+folder plus ``motion_adapter/`` (a diffusers ``MotionAdapter``: a new one, or one
+loaded from a MotionAdapter folder or an AnimateDiff checkpoint).
 """
 
 from __future__ import annotations
@@ -36,14 +38,34 @@ from jointportrait.model_files import (
     read_json,
 )
 from jointportrait.models.components import BaseComponents, ModelComponents
+from jointportrait.models.mini_sd import mini_sd_unet, mini_sd_vae
+from jointportrait.models.motion import build_motion_adapter, zero_motion_output
+from jointportrait.models.motion_checkpoint import load_motion_adapter
 from jointportrait.models.widen import widen_unet
-from jointportrait.pipelines import PIPELINES, JointPortraitPipeline
+from jointportrait.pipelines import PIPELINES, JointPortraitPipeline, JointPortraitVideoPipeline
 
 logger = logging.getLogger(__name__)
 
 NO_IMAGE_ENCODER = "none"  # the null embedding by choice
 BASE_LAYOUT = "a Stable Diffusion 1.5 folder in diffusers layout (unet/, vae/, scheduler/; optional image_encoder/)"
+VIDEO_LAYOUT = "a video model folder (a joint model folder with motion_adapter/)"
 JOINT_LAYOUT = "a joint model folder (model_index.json, unet/, reference_unet/, vae/, scheduler/)"
+
+
+SHIPPED_BASE = "shipped"  # --base-model / model.base name of the base shipped in the package
+
+
+def shipped_base_path() -> Path:
+    """The pretrained base shipped as package data (the SD 1.5 stand-in; docs/REPRODUCTION.md)."""
+    path = Path(str(resources.files("jointportrait") / "assets" / "base"))
+    if not (path / "model_index.json").is_file():
+        raise MissingPathError(f"{path}: the shipped base is missing from this installation (reinstall jointportrait)")
+    return path
+
+
+def resolve_base_path(path: str | Path) -> Path:
+    """``"shipped"`` -> :func:`shipped_base_path`; any other value is a path."""
+    return shipped_base_path() if str(path) == SHIPPED_BASE else Path(path)
 
 
 def _require_subfolders(root: Path, names: tuple[str, ...], what: str) -> None:
@@ -54,6 +76,12 @@ def _require_subfolders(root: Path, names: tuple[str, ...], what: str) -> None:
     missing = [n for n in names if not (root / n).exists()]
     if missing:
         raise MissingPathError(f"{root}: missing {', '.join(missing)}; expected {what}")
+
+
+def sd15_scheduler() -> DDIMScheduler:
+    """SD 1.5's noise schedule (scaled linear betas 0.00085-0.012 over 1000 steps) as a DDIM sampler."""
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                         clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 
 def _scheduler_from(config: dict) -> DDIMScheduler:
@@ -98,8 +126,9 @@ def load_base_components(path: str | Path, image_encoder: str | Path | None = No
     """Load ``vae``, ``unet`` (4-channel), ``scheduler`` and the ``image_encoder`` from local files.
 
     ``image_encoder``: see :func:`resolve_image_encoder` (default: ``<path>/image_encoder/`` when present).
+    ``path`` may be ``"shipped"``: the base shipped with the package.
     """
-    path = Path(path)
+    path = resolve_base_path(path)
     if path.is_file():
         base = _load_single_file(path)
     else:
@@ -130,10 +159,7 @@ def _load_single_file(path: Path) -> BaseComponents:
         vae = AutoencoderKL.from_single_file(str(path), original_config=config, local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as exc:
         raise InputError(f"{path}: not a loadable SD 1.x single-file checkpoint ({str(exc).splitlines()[0]})") from None
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-    )
+    scheduler = sd15_scheduler()
     return BaseComponents(unet=unet, vae=vae, scheduler=scheduler)
 
 
@@ -150,14 +176,31 @@ def joint_components_from_base(base: BaseComponents) -> ModelComponents:
                            image_encoder=base.image_encoder)
 
 
+def _pipeline(components: ModelComponents, video: bool, motion_adapter: str | Path | None, seed: int,
+              zero_motion: bool) -> JointPortraitPipeline | JointPortraitVideoPipeline:
+    """The image pipeline of ``components``, or the video pipeline when ``video`` or ``motion_adapter``."""
+    if not video and motion_adapter is None:
+        return JointPortraitPipeline(**components.pipeline_kwargs())
+    adapter = (load_motion_adapter(motion_adapter, components.unet) if motion_adapter is not None
+               else build_motion_adapter(components.unet, seed=seed, zero_output=True))
+    if zero_motion:
+        zero_motion_output(adapter)
+    return JointPortraitVideoPipeline(**components.pipeline_kwargs(), motion_adapter=adapter)
+
+
 def create_joint_model(base_model: str | Path, out: str | Path | None = None,
-                       image_encoder: str | Path | None = None) -> JointPortraitPipeline:
+                       image_encoder: str | Path | None = None, video: bool = False,
+                       motion_adapter: str | Path | None = None, zero_motion: bool = False,
+                       ) -> JointPortraitPipeline | JointPortraitVideoPipeline:
     """Build a :class:`JointPortraitPipeline` from a local SD 1.5 model; save it to ``out`` if given.
 
     ``image_encoder``: a local CLIP vision folder, ``"none"``, or None (see :func:`resolve_image_encoder`).
+    ``video`` / ``motion_adapter``: a :class:`JointPortraitVideoPipeline` with a new motion adapter (zero
+    output: it starts as the image model) or the one at ``motion_adapter`` (a MotionAdapter folder or an
+    AnimateDiff checkpoint; ``zero_motion`` zeroes its output).
     """
     base = load_base_components(base_model, image_encoder)
-    pipe = JointPortraitPipeline(**joint_components_from_base(base).pipeline_kwargs())
+    pipe = _pipeline(joint_components_from_base(base), video, motion_adapter, 0, zero_motion)
     if out is not None:
         pipe.save_pretrained(out, safe_serialization=True)
     return pipe
@@ -172,6 +215,15 @@ def tiny_base_components(seed: int = 0, sample_size: int = 8, with_image_encoder
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return _tiny_base(sample_size, with_image_encoder, cross_attention_dim)
+
+
+def mini_base_components(seed: int = 0, image_size: int = 64, vae: AutoencoderKL | None = None) -> BaseComponents:
+    """A randomly initialised model in the layout of the shipped base (:mod:`jointportrait.models.mini_sd`)
+    for ``image_size`` px images; ``vae`` replaces the random autoencoder (e.g. a trained one)."""
+    vae = vae if vae is not None else mini_sd_vae(sample_size=image_size, seed=seed)
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    return BaseComponents(unet=mini_sd_unet(sample_size=image_size // factor, seed=seed), vae=vae,
+                          scheduler=sd15_scheduler())
 
 
 def _tiny_base(sample_size: int, with_image_encoder: bool, cross_attention_dim: int) -> BaseComponents:
@@ -198,10 +250,7 @@ def _tiny_base(sample_size: int, with_image_encoder: bool, cross_attention_dim: 
         norm_num_groups=8,
         sample_size=sample_size * 8,
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-    )
+    scheduler = sd15_scheduler()
     image_encoder = None
     if with_image_encoder:
         image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
@@ -211,24 +260,53 @@ def _tiny_base(sample_size: int, with_image_encoder: bool, cross_attention_dim: 
     return BaseComponents(unet=unet, vae=vae, scheduler=scheduler, image_encoder=image_encoder)
 
 
-def create_tiny_joint_model(out: str | Path | None = None, seed: int = 0,
-                            with_image_encoder: bool = False) -> JointPortraitPipeline:
-    """A small random joint model with the real layout (for tests and trying the pipelines without weights)."""
+def create_tiny_joint_model(out: str | Path | None = None, seed: int = 0, with_image_encoder: bool = False,
+                            video: bool = False, motion_adapter: str | Path | None = None,
+                            zero_motion: bool = False) -> JointPortraitPipeline | JointPortraitVideoPipeline:
+    """A small random joint model with the real layout (for tests and trying the pipelines without weights);
+    with ``video`` or ``motion_adapter`` a video model (see :func:`create_joint_model`)."""
     base = tiny_base_components(seed=seed, with_image_encoder=with_image_encoder)
-    pipe = JointPortraitPipeline(**joint_components_from_base(base).pipeline_kwargs())
+    pipe = _pipeline(joint_components_from_base(base), video, motion_adapter, seed, zero_motion)
     if out is not None:
         pipe.save_pretrained(out, safe_serialization=True)
     return pipe
 
 
+def _is_video_folder(path: Path) -> bool:
+    index = path / "model_index.json"
+    if not index.is_file():
+        return False
+    recorded = read_json(index)
+    return isinstance(recorded, dict) and recorded.get("_class_name") == JointPortraitVideoPipeline.__name__
+
+
 def load_joint_pipeline(path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> JointPortraitPipeline:
-    """Load a saved joint model folder as a :class:`JointPortraitPipeline`."""
+    """Load a saved joint model folder as a :class:`JointPortraitPipeline` (of a video model folder: the image
+    pipeline over its modules)."""
     path = Path(path)
     _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
+    if _is_video_folder(path):
+        return load_video_pipeline(path, device, dtype).image_pipeline()
     check_model_folder(path, ("unet", "reference_unet", "vae", "scheduler", "image_encoder"))
     with model_load_errors(path, JOINT_LAYOUT):
         pipe = JointPortraitPipeline.from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def load_video_pipeline(path: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> JointPortraitVideoPipeline:
+    """Load a saved video model folder (a joint model folder with ``motion_adapter/``), motion weights strictly."""
+    path = Path(path)
+    _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
+    if not _is_video_folder(path) or not (path / "motion_adapter").is_dir():
+        raise MissingPathError(f"{path}: not a video model (no motion_adapter/); make one with "
+                               "jointportrait create --video or train stage 3 (model.kind: motion)")
+    check_model_folder(path, ("unet", "reference_unet", "vae", "scheduler", "image_encoder", "motion_adapter"))
+    with model_load_errors(path, VIDEO_LAYOUT):
+        pipe = JointPortraitVideoPipeline.from_pretrained(path, dtype=dtype, local_files_only=True,
+                                                          use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

@@ -27,3 +27,14 @@ def synth_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     assert main(["synth", "--out", str(out), "--subjects", "3", "--frames-per-subject", "2", "--size", "64"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def synth_clips(tmp_path_factory) -> Path:
+    """Clips written by ``jointportrait synth --video`` (2 subjects x 10 frames, 64 px): 6 + 2 motion frames fit."""
+    from jointportrait.cli.main import main
+
+    out = tmp_path_factory.mktemp("synth_clips")
+    assert main(["synth", "--out", str(out), "--subjects", "2", "--frames-per-subject", "10", "--size", "64",
+                 "--video", "--clip-length", "10"]) == 0
+    return out

@@ -11,6 +11,8 @@ depth estimation       (0, 1)                 :mod:`.depth_estimation` (+ :mod:`
 depth-to-image         (1, 0)                 :mod:`.depth_to_image`
 depth-based editing    (spatial, 0)           :mod:`.editing`
 joint generation       (1, 1)                 the pipeline itself (``jointportrait generate``)
+animation (Sec. 5.5)   (1, 0) on every frame  :mod:`.animation` (the video pipeline; not imported here:
+                                              it pulls in the tracker's renderer)
 =====================  =====================  ============================================
 
 An 18-channel (stage-2) model reads the masks as input; an 8-channel model is

@@ -25,6 +25,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 INPAINT_MODES = ("auto", "conditioning", "replacement")
 TIMESTEP_SPACINGS = ("trailing", "leading", "linspace")
 RESIZE_MODES = ("resize", "pad")
+VAE_TILING = ("auto", "on", "off")
 
 
 def torch_dtype(name: str):
@@ -112,8 +113,8 @@ class FaceCropOptions:
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """The joint model a command runs and how: ``--model --seed --device --dtype --steps``, and the face-crop
-    group (:class:`FaceCropOptions`) that every model command shares."""
+    """The joint model a command runs and how: ``--model --seed --device --dtype --steps --compile
+    --channels-last``, and the face-crop group (:class:`FaceCropOptions`) that every model command shares."""
 
     model: Path | None
     seed: int
@@ -121,6 +122,8 @@ class ModelOptions:
     dtype: str
     steps: int
     face_crop: FaceCropOptions = FaceCropOptions(False, 512, 0, 1.0)  # off
+    compile: bool = False
+    channels_last: bool = False
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser, required: bool = True, steps: int = 20) -> None:
@@ -131,13 +134,19 @@ class ModelOptions:
         parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
         parser.add_argument("--dtype", default="float32", choices=DTYPES, help="model weights dtype")
         parser.add_argument("--steps", type=int, default=steps, help="number of denoising steps")
+        parser.add_argument("--compile", action="store_true",
+                            help="torch.compile the denoiser (the first call of each image size compiles; "
+                                 "pays off over many images)")
+        parser.add_argument("--channels-last", action="store_true",
+                            help="channels-last weights (faster convolutions on some GPUs; slower in fp32 on CPU)")
         FaceCropOptions.add_arguments(parser)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ModelOptions:
         if args.steps < 1:
             raise InputError(f"--steps must be >= 1, got {args.steps}")
-        return cls(args.model, args.seed, args.device, args.dtype, args.steps, FaceCropOptions.from_args(args))
+        return cls(args.model, args.seed, args.device, args.dtype, args.steps, FaceCropOptions.from_args(args),
+                   args.compile, args.channels_last)
 
     def torch_device(self):
         return parse_device(self.device)
@@ -178,12 +187,13 @@ class SamplingOptions:
 @dataclass(frozen=True)
 class EstimationOptions:
     """Depth-estimation options (``estimate-depth``, and ``edit``, ``relight``, ``export`` when they estimate):
-    ``--ensemble --resize-mode --timestep-spacing`` and the sampling options."""
+    ``--ensemble --resize-mode --timestep-spacing --vae-tiling`` and the sampling options."""
 
     ensemble: int
     resize_mode: str
     timestep_spacing: str
     sampling: SamplingOptions
+    vae_tiling: str = "auto"
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,13 +202,35 @@ class EstimationOptions:
                             help="reach a multiple of 8 by resizing or by padding (outputs are at the input size)")
         parser.add_argument("--timestep-spacing", default="trailing", choices=TIMESTEP_SPACINGS,
                             help="scheduler timestep spacing for depth estimation")
+        parser.add_argument("--vae-tiling", default="auto", choices=VAE_TILING,
+                            help="tiled VAE (512 px tiles): auto = for canvases over four tiles (1024 x 1024 px)")
         SamplingOptions.add_arguments(parser)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EstimationOptions:
         if args.ensemble < 1:
             raise InputError(f"--ensemble must be >= 1, got {args.ensemble}")
-        return cls(args.ensemble, args.resize_mode, args.timestep_spacing, SamplingOptions.from_args(args))
+        return cls(args.ensemble, args.resize_mode, args.timestep_spacing, SamplingOptions.from_args(args),
+                   args.vae_tiling)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """``--batch-size``: photos per pipeline call, each with its ensemble (the depth latents are decoded at most
+    that many at a time)."""
+
+    batch_size: int
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--batch-size", type=int, default=1,
+                            help="photos per model call (photos of one size share calls; more uses more memory)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BatchOptions:
+        if args.batch_size < 1:
+            raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+        return cls(args.batch_size)
 
 
 @dataclass(frozen=True)

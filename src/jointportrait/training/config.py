@@ -10,7 +10,8 @@ The resolved configuration is frozen into the run folder as ``config.yaml``;
 
 The stages differ only here: stage 1 trains an 8-channel denoiser from a base
 model, stage 2 sets ``model.in_channels: 18`` and ``model.init_from`` (a
-stage-1 run) and turns on the mask sampler (``masks``).
+stage-1 run) and turns on the mask sampler (``masks``), stage 3 sets
+``model.kind: motion`` and reads clips (``video``).
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     # training stage (training.stages.STAGES): the joint model (stage 1 or 2 by in_channels), the VAE, a baseline
-    kind: Literal["joint", "vae", "image_to_depth", "depth_to_image", "concat_reference"] = "joint"
-    base: str = "tiny"  # "tiny" or a local SD 1.5 folder / single-file checkpoint
+    kind: Literal["joint", "vae", "base", "image_to_depth", "depth_to_image", "concat_reference", "one_step_depth",
+                  "motion"] = "joint"
+    # "tiny" (random tiny SD layout), "mini" (random layout of the shipped base, models/mini_sd.py; for
+    # model.kind vae / base), or a local SD 1.5 folder / single-file checkpoint (the shipped base is one)
+    base: str = "tiny"
     tiny_seed: int = 0
     init_from: str | None = None  # stage 2: a stage-1 run folder (final/ or latest checkpoint) or model folder
     in_channels: Literal[8, 18] = 8  # 8 = stage 1, 18 = inpainting fine-tune (stage 2)
@@ -71,6 +75,11 @@ class ModelConfig:
     image_encoder: str | None = None
     vae_levels: int = 3  # model.kind vae with base tiny: resolutions of the new autoencoder (3: 64 px -> 16)
     vae_train_encoder: bool = True  # model.kind vae: False fine-tunes the decoder only (keeps SD's latent space)
+    vae_train_depth: bool = True  # model.kind vae: False trains on RGB images only (as SD's VAE was)
+    # model.kind motion (stage 3): a MotionAdapter folder or an AnimateDiff checkpoint; None: the init_from
+    # model's motion_adapter/ when it has one, else a new adapter with zero output (starts as the image model)
+    motion_adapter: str | None = None
+    zero_motion_output: bool = False  # zero the loaded adapter's proj_out: the video model starts as the image model
 
 
 @dataclass
@@ -99,6 +108,9 @@ class TrainConfig:
     gradient_accumulation_steps: int = 8
     max_steps: int = 30_000  # optimizer steps
     max_minutes: float | None = None  # also stop (checkpoint, export) after this many minutes of this process's loop
+    # also stop (checkpoint, export) at this step, the LR schedule still spanning max_steps: repeats a run that
+    # train.max_minutes stopped early, on any machine
+    stop_at_step: int | None = None
     checkpoint_every: int = 1000
     checkpoints_total_limit: int = 3  # keep the last K complete checkpoints
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -121,6 +133,18 @@ class MaskConfig:
 
 
 @dataclass
+class VideoConfig:
+    """Stage 3 clips (paper Sec. 5.1, supplementary 7.1-7.2): ``num_frames`` generated at once, the
+    ``motion_frames`` ground-truth frames before them as motion frames."""
+
+    num_frames: int = 14
+    motion_frames: int = 4
+    # a clip drawn as the start of a video: its motion frames are the reference repeated (the inference rule)
+    start_probability: float = 0.1
+    stride: int | None = None  # frames between window starts (default: num_frames)
+
+
+@dataclass
 class ValidationConfig:
     every: int = 1000  # steps; 0 disables
     num_references: int = 2
@@ -136,6 +160,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     masks: MaskConfig = field(default_factory=MaskConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def dataset_sources(self) -> list[DatasetSource]:
@@ -218,6 +243,7 @@ def _validate(cfg: RunConfig) -> RunConfig:
         (cfg.train.batch_size >= 1, "train.batch_size: expected >= 1"),
         (cfg.train.gradient_accumulation_steps >= 1, "train.gradient_accumulation_steps: expected >= 1"),
         (cfg.train.max_steps >= 1, "train.max_steps: expected >= 1"),
+        (cfg.train.stop_at_step is None or cfg.train.stop_at_step >= 1, "train.stop_at_step: expected >= 1"),
         (cfg.train.checkpoint_every >= 1, "train.checkpoint_every: expected >= 1"),
         (cfg.train.checkpoints_total_limit >= 1, "train.checkpoints_total_limit: expected >= 1"),
         (0.0 <= cfg.train.reference_dropout < 1.0, "train.reference_dropout: expected a value in [0, 1)"),
@@ -225,6 +251,12 @@ def _validate(cfg: RunConfig) -> RunConfig:
         (cfg.optim.learning_rate > 0, "optim.learning_rate: expected > 0"),
         (cfg.validation.every >= 0, "validation.every: expected >= 0"),
         (all(s.weight > 0 for s in cfg.data.datasets), "data.datasets: every weight must be > 0"),
+        (cfg.video.num_frames >= 1, "video.num_frames: expected >= 1"),
+        (cfg.video.motion_frames >= 0, "video.motion_frames: expected >= 0"),
+        (0.0 <= cfg.video.start_probability <= 1.0, "video.start_probability: expected a value in [0, 1]"),
+        (cfg.video.stride is None or cfg.video.stride >= 1, "video.stride: expected >= 1"),
+        (not (cfg.model.kind == "motion" and cfg.data.cache_latents),
+         "data.cache_latents: not supported for clips (model.kind motion)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from jointportrait.data.datasets import Draw, FrameDataset, MixedDataset
+from jointportrait.data.datasets import ClipDataset, Draw, FrameDataset, MixedDataset
 from jointportrait.errors import InputError
 from jointportrait.training.config import DatasetSource
 
@@ -77,6 +77,20 @@ def build_datasets(sources: list[DatasetSource], resolution: int, split: str, se
     if not sources:
         raise InputError("data.root: no dataset given (set data.root or data.datasets)")
     parts = [FrameDataset(src.root, size=resolution, split=split, source=src.source, random_crop=train, seed=seed)
+             for src in sources]
+    if len(parts) == 1:
+        return parts[0]
+    return MixedDataset([(p, src.weight) for p, src in zip(parts, sources)], seed=seed)
+
+
+def build_clip_datasets(sources: list[DatasetSource], resolution: int, split: str, seed: int, num_frames: int,
+                        motion_frames: int, stride: int | None = None, train: bool = True) -> Dataset:
+    """Clip windows of ``motion_frames + num_frames`` consecutive frames from ``sources`` (stage 3, Sec. 5.1);
+    several sources become a weighted mix. Training crops at random (one crop per window)."""
+    if not sources:
+        raise InputError("data.root: no dataset given (set data.root or data.datasets)")
+    parts = [ClipDataset(src.root, size=resolution, num_frames=num_frames, num_motion_frames=motion_frames,
+                         stride=stride, split=split, source=src.source, random_crop=train, seed=seed)
              for src in sources]
     if len(parts) == 1:
         return parts[0]
