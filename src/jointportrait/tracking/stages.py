@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 # Adam step sizes of the photometric stage relative to ``learning_rate``: per unit of each parameter
 PHOTOMETRIC_RATES = {"identity": 2.0, "expression": 2.0, "rotation": 0.02, "translation": 1.0, "log_focal": 0.02,
                      "albedo": 1.0, "sh": 1.0}
+POSE = ("rotation", "translation")
 Progress = Callable[[str, int], object]  # (description, total) -> object with update(n) and close()
 
 
@@ -70,7 +71,7 @@ class TrackerConfig:
     focal_prior: float = 10.0  # weight of (log f - log f_prior)^2
     rigid_steps: int = 30
     shape_steps: int = 150
-    photometric_steps: tuple[int, ...] = (40, 30, 20)
+    photometric_steps: tuple[int, ...] = (120, 90, 60)  # 40/30/20 before issue 19
     pyramid: tuple[float, ...] = (0.25, 0.5, 1.0)  # of the photometric working size
     photometric_size: int = 256  # longest side of the finest pyramid level (frames are not upsampled)
     landmark_sigma: float = 1.5  # landmark noise, pixels at 256 px
@@ -80,9 +81,12 @@ class TrackerConfig:
     pose_smoothness: float = 50.0  # per frame step, rad^2 and (cm / 10)^2
     expression_smoothness: float = 2.0
     photometric_weight: float = 10000.0
-    photometric_landmark_scale: float = 0.1  # landmark term's weight in the photometric stage, relative
+    photometric_landmark_scale: float = 0.02  # landmark term's weight in the photometric stage, relative (was 0.1)
     albedo_smoothness: float = 2000.0
     learning_rate: float = 0.01
+    # multiplies PHOTOMETRIC_RATES of rotation and translation; at 1 (before issue 19) Adam could turn the head by
+    # about 1 degree in the whole stage, too little to correct the pose errors of real detections (5-25 degrees)
+    photometric_pose_rate: float = 50.0
     diverged_error: float = 0.15  # median landmark error / inter-ocular distance that counts as diverged
 
 
@@ -229,7 +233,8 @@ def fit_photometric(model: FaceModel, params: TrackParams, frames: torch.Tensor,
     errors = []
     for (h, w, scale), steps in zip(levels, config.photometric_steps, strict=True):
         target = nnf.interpolate(frames.permute(0, 3, 1, 2), size=(h, w), mode="area").permute(0, 2, 3, 1)
-        groups = [{"params": [getattr(params, n).requires_grad_(True)], "lr": config.learning_rate * r}
+        groups = [{"params": [getattr(params, n).requires_grad_(True)],
+                   "lr": config.learning_rate * r * (config.photometric_pose_rate if n in POSE else 1.0)}
                   for n, r in PHOTOMETRIC_RATES.items()]
         optimizer = torch.optim.Adam(groups)
         bar = progress(f"photometric {w}x{h}", steps) if progress else None
