@@ -108,7 +108,7 @@ def test_depth_maps_animate_as_the_animate_command(video_ctx, photo, driving, ti
                                             "frames.zip"]
     assert view.files[0].read_bytes() == (out / "animation.mp4").read_bytes()  # side by side, as the CLI
     assert all(p.parent.parent == video_ctx.workspace.calls_dir for p in view.files)
-    assert "5 frames in 2 clips of 3 (1 motion frames), driven by uploaded depth maps" in view.summary
+    assert "5 frames in 2 clips of 3 (1 motion frame), driven by uploaded depth maps" in view.summary
     assert f"seam score {view.animation.seam.score:.3f}" in view.summary
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and seen[-1] == (1.0, "done")

@@ -230,18 +230,19 @@ def build_animate_tab(ctx: ServeContext) -> None:
         with gr.Column(scale=1):
             reference = gr.Image(label="reference (the identity)", type="filepath", sources=["upload", "clipboard"],
                                  elem_id="animate-reference")
-            driving = gr.File(
-                label=(f"driving: depth maps (.npy or 16-bit PNG, larger = farther), frames (PNG, JPEG) or one video "
-                       f"(MP4, WebM, AVI); one file per frame, in file-name order; at most {handlers.MAX_FRAMES} frames"),
-                file_count="multiple", elem_id="animate-driving",
-            )
+            driving = gr.File(label="driving: depth maps, frames or one video", file_count="multiple",
+                              elem_id="animate-driving")
+            gr.Markdown(f"Depth maps: `.npy` or 16-bit PNG, larger = farther, 0 = no depth. Frames: PNG or JPEG (their "
+                        f"depth is estimated by the model). One file per frame, taken in file-name order, at most "
+                        f"{handlers.MAX_FRAMES}; or one video (MP4, WebM, AVI: its first {handlers.MAX_FRAMES} frames).")
             num_frames = gr.Slider(0, handlers.MAX_FRAMES, 0, step=1, label="frames (0 = all of the upload)")
-            with _options():
-                clip_length = gr.Slider(1, 24, 14, step=1, label="clip length (frames generated at once; paper: 14)")
-                motion_frames = gr.Slider(0, 8, 4, step=1,
+            with gr.Accordion("options", open=False, elem_id="animate-options"):
+                clip_length = gr.Slider(1, 24, 14, step=1, label="clip length (frames generated at once; paper: 14)",
+                                        elem_id="animate-clip-length")
+                motion_frames = gr.Slider(0, 8, 4, step=1, elem_id="animate-motion-frames",
                                           label="motion frames (of the previous clip each clip sees; paper: 4)")
                 independent = gr.Checkbox(False, label="independent clips (no motion frames: for comparison)")
-                steps = gr.Slider(1, handlers.MAX_STEPS, 20, step=1, label="steps")
+                steps = gr.Slider(1, handlers.MAX_STEPS, 20, step=1, label="steps", elem_id="animate-steps")
                 estimation_steps = gr.Slider(1, 50, 1, step=1,
                                              label="depth estimation steps per frame (frames or a video)")
                 fps = gr.Slider(1, handlers.MAX_FPS, 25, step=1, label="frames per second of the video")

@@ -505,7 +505,7 @@ def animate_tab(ctx: ServeContext, reference: str | Path, driving: Sequence[str 
     frames_zip = _zip_frames([p for pair in zip(written.rgb, written.depth) for p in pair], out / "frames.zip")
     seam = result.seam.score
     summary = (f"{total} frames in {len(result.clip_starts)} clips of {clip_length} "
-               f"({'independent clips' if independent_clips else f'{motion_frames} motion frames'}), driven by "
+               f"({'independent clips' if independent_clips else f'{motion_frames} motion frame' + 's' * (motion_frames != 1)}), driven by "
                f"{'uploaded depth maps' if kind == 'depth' else 'depth estimated from each frame'}; seam score "
                f"{'n/a (one clip)' if not math.isfinite(seam) else f'{seam:.3f} (1 = seamless)'}")
     progress(1.0, "done")
