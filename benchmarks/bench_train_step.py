@@ -1,12 +1,20 @@
 """Cost of one stage-1 training step (denoiser + ReferenceNet) against one plain 4-channel UNet step.
 
 Both steps are forward + backward + AdamW on latents (the frozen VAE is left
-out: it is the same for both). Two UNets run in the joint step, so 2.0 is the
-floor; the reference attention's longer keys/values add the rest (target
-<= 2.2). Peak memory of the joint step is measured with and without gradient
-checkpointing, each in a fresh process: the peak during one step above the
-memory held before it (model, gradients, AdamW state): peak RSS on CPU, peak
-allocated on GPU.
+out: it is the same for both). Two UNets run in the joint step, so 2.0 would be
+the floor if attention were free; the reference tokens double the keys/values
+of every denoiser self-attention, and the floor adds what that costs the
+attention kernels forward and backward (every kernel call of a joint step timed
+alone with and without the reference keys; benchmarks/profiling.py). Target
+<= 2.2, or within 5 % of the floor. Also measured side by side: the joint step
+with the whole ReferenceNet run (no stop after its last writer), with gradient
+checkpointing, under bf16 autocast and with channels-last weights. Peak memory
+of the joint step is measured with and without gradient checkpointing, each in
+a fresh process: the peak during one step above the memory held before it
+(model, gradients, AdamW state): peak RSS on CPU, peak allocated on GPU.
+
+On a CPU the times are this process's CPU time with one torch thread (the
+machine is shared; wall time would count waiting for a core).
 
     python benchmarks/bench_train_step.py            # times, memory, BENCHMARKS.md section
     python benchmarks/bench_train_step.py --memory on|off   # one memory probe (used internally)
@@ -17,10 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -118,81 +124,139 @@ def _memory(checkpointing: bool) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
-def _attention_share(step) -> tuple[float, float]:
-    """(total, scaled-dot-product attention forward + backward) self time in ms of one profiled ``step``."""
-    from torch.profiler import ProfilerActivity, profile
+def _joint_variants() -> dict:
+    """Joint steps: as trained, with the whole ReferenceNet run, with gradient checkpointing, bf16 autocast,
+    channels-last weights."""
+    import functools
 
-    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])]
-    with profile(activities=activities) as prof:
-        step()
-    events = prof.key_averages()
+    import jointportrait.models.reference_denoiser as reference_denoiser
 
-    def self_time(e) -> float:  # device time on GPU (CPU time there is only the launches)
-        return e.self_device_time_total if torch.cuda.is_available() else e.self_cpu_time_total
+    variants = {}
+    model = _joint_model()
+    variants["stage 1 (as trained)"] = _step_fn(model, joint=True)
+    full_model = _joint_model()
+    full_step = _step_fn(full_model, joint=True)
+    run_all = functools.partial(reference_denoiser.run_reference_net, stop_early=False)
 
-    total = sum(self_time(e) for e in events) / 1000
-    attention = sum(self_time(e) for e in events if "scaled_dot_product" in e.key) / 1000
-    return total, attention
+    def full():
+        original = reference_denoiser.run_reference_net
+        reference_denoiser.run_reference_net = run_all
+        try:
+            full_step()
+        finally:
+            reference_denoiser.run_reference_net = original
+
+    variants["whole ReferenceNet run (no early stop)"] = full
+    ckpt = _joint_model()
+    ckpt.unet.enable_gradient_checkpointing()
+    ckpt.reference_unet.enable_gradient_checkpointing()
+    variants["gradient checkpointing"] = _step_fn(ckpt, joint=True)
+    auto_step = _step_fn(_joint_model(), joint=True)
+
+    def autocast():
+        with torch.autocast(_device().type, dtype=torch.bfloat16):
+            auto_step()
+
+    variants["bf16 autocast (`train.mixed_precision: bf16`)"] = autocast
+    variants["channels-last weights"] = _step_fn(_joint_model().to(memory_format=torch.channels_last), joint=True)
+    return variants
 
 
 def measure(rounds: int = 5) -> dict:
+    from benchmarks.profiling import (
+        attention_extra,
+        interleaved,
+        median_spread,
+        module_times,
+        op_times,
+        ratio_stats,
+        record_attention_shapes,
+    )
+
     joint, plain = _joint_model(), _plain_model()
     step_joint, step_plain = _step_fn(joint, True), _step_fn(plain, False)
     step_wide = _step_fn(_plain_model(8), False, channels=8)  # the denoiser alone, no ReferenceNet
-    step_joint(), step_plain(), step_wide()  # warm-up
-    t_joint, t_plain, t_wide = [], [], []
-    for _ in range(rounds):  # interleaved, so that load from elsewhere hits all alike
-        for fn, times in ((step_joint, t_joint), (step_plain, t_plain), (step_wide, t_wide)):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    ratios = [a / b for a, b in zip(t_joint, t_plain)]
-    profiles = [(_attention_share(step_joint), _attention_share(step_plain)) for _ in range(3)]
-    attn_share = statistics.median(pa / pt for _, (pt, pa) in profiles)
-    attn_ratio = statistics.median(ja / pa for (_, ja), (_, pa) in profiles)
-    rest_ratio = statistics.median((jt - ja) / (pt - pa) for (jt, ja), (pt, pa) in profiles)
+    variants = _joint_variants()
+    fns = {"plain": step_plain, "wide": step_wide, "joint": step_joint, **variants}
+    t = interleaved(fns, rounds, _device())  # one of each per round: load from elsewhere hits all alike
+    with record_attention_shapes() as calls:
+        step_joint()
+    _, extra = attention_extra(calls, lambda q, k: k[2] - q[2] if k[2] == 2 * q[2] else 0, backward=True,
+                               device=_device())
+    plain_s = median_spread(t["plain"])[0]
+    floor = 2.0 + extra / plain_s
+    with module_times({"ReferenceNet": joint.reference_unet, "denoiser": joint.unet}, _device()) as fwd_joint:
+        step_joint()
+    with module_times({"denoiser": plain}, _device()) as fwd_plain:
+        step_plain()
+    ops_joint, ops_plain = op_times(step_joint), op_times(step_plain)
     n_joint = sum(p.numel() for p in joint.parameters() if p.requires_grad)
     n_plain = sum(p.numel() for p in plain.parameters())
-    return {"joint_s": statistics.median(t_joint), "plain_s": statistics.median(t_plain),
-            "ratio": statistics.median(ratios), "wide_s": statistics.median(t_wide),
-            "wide_ratio": statistics.median([a / b for a, b in zip(t_wide, t_plain)]),
-            "attn_share_plain": attn_share, "attn_ratio": attn_ratio, "rest_ratio": rest_ratio, "params_joint": n_joint, "params_plain": n_plain}
+    return {"t": t, "ratio": ratio_stats(t["joint"], t["plain"]), "wide": ratio_stats(t["wide"], t["plain"]),
+            "variants": {k: ratio_stats(t[k], t["plain"]) for k in variants},
+            "extra": extra, "floor": floor, "fwd_joint": dict(fwd_joint), "fwd_plain": dict(fwd_plain),
+            "ops_joint": ops_joint, "ops_plain": ops_plain, "params_joint": n_joint, "params_plain": n_plain,
+            "median_spread": median_spread}
 
 
 def main() -> None:
     from benchmarks.report import update_section
 
     if not torch.cuda.is_available():
-        torch.set_num_threads(1)  # shared CPUs: one thread gives stable timings
+        torch.set_num_threads(1)  # shared CPUs: one thread, CPU time
     r = measure()
+    ms = r["median_spread"]
     mem_off, mem_on = _memory(False), _memory(True)
     unit = "peak allocated" if torch.cuda.is_available() else "peak RSS"
     unit += " during one step above the model + optimizer state"
-    print(f"joint step {r['joint_s'] * 1000:.0f} ms, plain UNet step {r['plain_s'] * 1000:.0f} ms, "
-          f"ratio {r['ratio']:.2f}; {unit} {mem_off:.0f} MiB without / {mem_on:.0f} MiB with checkpointing")
-    update_section("train_step", f"""## Training step: joint denoiser + ReferenceNet vs plain UNet
+    clock = "CPU time, 1 thread" if not torch.cuda.is_available() else "synchronised wall time"
 
-UNet `block_out_channels=(64, 128, 256)`, 2 layers per block, batch {BATCH}, {LATENT}x{LATENT} latents;
-forward + backward + AdamW, fp32, median of interleaved steps (`benchmarks/bench_train_step.py`;
-on CPU with one thread, since the machine is shared).
+    def row(label: str, key: str, ratio: tuple[float, float], params: str = "") -> str:
+        med, spread = ms(r["t"][key])
+        return (f"| {label} | {params} | {med * 1000:.0f} ± {med * spread * 1000:.0f} ms | "
+                f"{ratio[0]:.2f} ± {ratio[0] * ratio[1]:.2f} | {ratio[0] / r['floor']:.3f} |")
 
-| step | trained parameters | time | ratio |
-|---|---|---|---|
-| plain 4-channel UNet | {r['params_plain']:,} | {r['plain_s'] * 1000:.0f} ms | 1.00 |
-| 8-channel denoiser alone (no ReferenceNet) | | {r['wide_s'] * 1000:.0f} ms | {r['wide_ratio']:.2f} |
-| stage 1: 8-channel denoiser + ReferenceNet | {r['params_joint']:,} | {r['joint_s'] * 1000:.0f} ms | **{r['ratio']:.2f}** |
+    rows = [row("plain 4-channel UNet", "plain", (1.0, 0.0), f"{r['params_plain']:,}"),
+            row("8-channel denoiser alone (no ReferenceNet)", "wide", r["wide"]),
+            row("**stage 1: 8-channel denoiser + ReferenceNet**", "joint", r["ratio"], f"{r['params_joint']:,}")]
+    rows += [row(f"stage 1, {k}", k, v) for k, v in r["variants"].items() if k != "stage 1 (as trained)"]
+    fwd = [f"| {k} | {r['fwd_joint'].get(k, 0.0) * 1000:.0f} | {r['fwd_plain'].get(k, 0.0) * 1000:.0f} |"
+           for k in sorted(set(r["fwd_joint"]) | set(r["fwd_plain"]))]
+    ops = [f"| {k} | {r['ops_joint'].get(k, 0.0):.0%} | {r['ops_plain'].get(k, 0.0):.0%} |"
+           for k in r["ops_joint"]]
+    text = f"""## Training step: joint denoiser + ReferenceNet vs plain UNet
 
-Two UNets run, so 2.0 is the floor if attention were free; target <= 2.2. Profiled steps
-(`torch.profiler`, self time, median of 3 pairs): attention (SDPA forward + backward) is {r['attn_share_plain']:.0%} of the plain
-step at these sizes, and costs {r['attn_ratio']:.2f}x as much in the joint step (the ReferenceNet's own
-attention plus the denoiser's over [own, reference] = twice the keys); everything else costs
-{r['rest_ratio']:.2f}x.
+`python benchmarks/bench_train_step.py`: UNet `block_out_channels=(64, 128, 256)`, 2 layers per block,
+batch {BATCH}, {LATENT}x{LATENT} latents; forward + backward + AdamW, fp32 unless said; {clock}; medians of
+5 interleaved rounds ± half the interquartile range (ratios: per round).
+
+Floor: two plain UNet steps + what the reference keys add to the attention kernels forward and backward
+({r['extra'] * 1000:.0f} ms; every kernel call of a joint step timed alone with and without them) =
+**{r['floor']:.2f}** x the plain step. Target <= 2.2, or within 5 % of the floor.
+
+| step | trained parameters | time | ratio to plain | ratio / floor |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Forward time by module (CPU time from forward hooks, ms; backward and optimizer not included):
+
+| module | joint step | plain step |
+|---|---|---|
+{chr(10).join(fwd)}
+
+Share of the step's operator time (`torch.profiler` self time, forward + backward + optimizer):
+
+| operators | joint step | plain step |
+|---|---|---|
+{chr(10).join(ops)}
 
 | joint step, {unit} | MiB |
 |---|---|
 | without gradient checkpointing | {mem_off:.0f} |
 | with gradient checkpointing | {mem_on:.0f} |
-""")
+"""
+    print(text)
+    update_section("train_step", text)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,10 @@ class OutputExistsError(JointPortraitError, FileExistsError):
     """An output would overwrite an existing file and ``--overwrite`` was not given."""
 
 
+class MissingDependencyError(JointPortraitError, ImportError):
+    """An optional dependency (a ``pip install jointportrait[extra]``) is not installed; names the extra."""
+
+
 class CheckpointError(JointPortraitError):
     """A training checkpoint is corrupt, incomplete or cannot be loaded (names the checkpoint and file)."""
 

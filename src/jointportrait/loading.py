@@ -38,6 +38,7 @@ from jointportrait.model_files import (
     read_json,
 )
 from jointportrait.models.components import BaseComponents, ModelComponents
+from jointportrait.models.mini_sd import mini_sd_unet, mini_sd_vae
 from jointportrait.models.motion import build_motion_adapter, zero_motion_output
 from jointportrait.models.motion_checkpoint import load_motion_adapter
 from jointportrait.models.widen import widen_unet
@@ -51,6 +52,22 @@ VIDEO_LAYOUT = "a video model folder (a joint model folder with motion_adapter/)
 JOINT_LAYOUT = "a joint model folder (model_index.json, unet/, reference_unet/, vae/, scheduler/)"
 
 
+SHIPPED_BASE = "shipped"  # --base-model / model.base name of the base shipped in the package
+
+
+def shipped_base_path() -> Path:
+    """The pretrained base shipped as package data (the SD 1.5 stand-in; docs/REPRODUCTION.md)."""
+    path = Path(str(resources.files("jointportrait") / "assets" / "base"))
+    if not (path / "model_index.json").is_file():
+        raise MissingPathError(f"{path}: the shipped base is missing from this installation (reinstall jointportrait)")
+    return path
+
+
+def resolve_base_path(path: str | Path) -> Path:
+    """``"shipped"`` -> :func:`shipped_base_path`; any other value is a path."""
+    return shipped_base_path() if str(path) == SHIPPED_BASE else Path(path)
+
+
 def _require_subfolders(root: Path, names: tuple[str, ...], what: str) -> None:
     if not root.exists():
         raise MissingPathError(f"{root}: no such folder; expected {what}")
@@ -59,6 +76,12 @@ def _require_subfolders(root: Path, names: tuple[str, ...], what: str) -> None:
     missing = [n for n in names if not (root / n).exists()]
     if missing:
         raise MissingPathError(f"{root}: missing {', '.join(missing)}; expected {what}")
+
+
+def sd15_scheduler() -> DDIMScheduler:
+    """SD 1.5's noise schedule (scaled linear betas 0.00085-0.012 over 1000 steps) as a DDIM sampler."""
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                         clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 
 def _scheduler_from(config: dict) -> DDIMScheduler:
@@ -103,8 +126,9 @@ def load_base_components(path: str | Path, image_encoder: str | Path | None = No
     """Load ``vae``, ``unet`` (4-channel), ``scheduler`` and the ``image_encoder`` from local files.
 
     ``image_encoder``: see :func:`resolve_image_encoder` (default: ``<path>/image_encoder/`` when present).
+    ``path`` may be ``"shipped"``: the base shipped with the package.
     """
-    path = Path(path)
+    path = resolve_base_path(path)
     if path.is_file():
         base = _load_single_file(path)
     else:
@@ -135,10 +159,7 @@ def _load_single_file(path: Path) -> BaseComponents:
         vae = AutoencoderKL.from_single_file(str(path), original_config=config, local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as exc:
         raise InputError(f"{path}: not a loadable SD 1.x single-file checkpoint ({str(exc).splitlines()[0]})") from None
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-    )
+    scheduler = sd15_scheduler()
     return BaseComponents(unet=unet, vae=vae, scheduler=scheduler)
 
 
@@ -196,6 +217,15 @@ def tiny_base_components(seed: int = 0, sample_size: int = 8, with_image_encoder
         return _tiny_base(sample_size, with_image_encoder, cross_attention_dim)
 
 
+def mini_base_components(seed: int = 0, image_size: int = 64, vae: AutoencoderKL | None = None) -> BaseComponents:
+    """A randomly initialised model in the layout of the shipped base (:mod:`jointportrait.models.mini_sd`)
+    for ``image_size`` px images; ``vae`` replaces the random autoencoder (e.g. a trained one)."""
+    vae = vae if vae is not None else mini_sd_vae(sample_size=image_size, seed=seed)
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    return BaseComponents(unet=mini_sd_unet(sample_size=image_size // factor, seed=seed), vae=vae,
+                          scheduler=sd15_scheduler())
+
+
 def _tiny_base(sample_size: int, with_image_encoder: bool, cross_attention_dim: int) -> BaseComponents:
     unet = UNet2DConditionModel(
         sample_size=sample_size,
@@ -220,10 +250,7 @@ def _tiny_base(sample_size: int, with_image_encoder: bool, cross_attention_dim: 
         norm_num_groups=8,
         sample_size=sample_size * 8,
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-    )
+    scheduler = sd15_scheduler()
     image_encoder = None
     if with_image_encoder:
         image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(

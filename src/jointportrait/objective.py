@@ -10,7 +10,10 @@ branch used by classifier-free guidance.
 The baselines share the noising and the batch encoding: "w/o joint learning"
 (:func:`conditional_diffusion_loss`, the target domain's noise only) and "w/o
 ReferenceNet" (:func:`concat_reference_loss`, eq. 5 with the reference latent as
-input channels). Every loss has one signature, ``(model, vae, scheduler, batch,
+input channels). :func:`one_step_depth_loss` fine-tunes a stage-2 model into a
+deterministic one-step depth estimator (E2E-FT, Martin Garcia et al. 2024,
+"Fine-tuning image-conditional diffusion models is easier than you think").
+Every loss has one signature, ``(model, vae, scheduler, batch,
 image_encoder=, reference_dropout=, prediction_type=, generator=)``, and returns
 a :class:`JointLoss`.
 """
@@ -24,10 +27,11 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from diffusers.schedulers import SchedulerMixin
 
+from jointportrait.alignment import align_scale_shift
 from jointportrait.conditioning import TASKS, build_inpainting_condition, denoiser_input
-from jointportrait.latent_codec import batch_latents, encode_rgb
+from jointportrait.latent_codec import batch_latents, decode_rgb, encode_rgb
 from jointportrait.models.baselines import IMAGE_TO_DEPTH, ConcatReferenceDenoiser, ConditionalDenoiser
-from jointportrait.models.image_condition import reference_conditioning
+from jointportrait.models.image_condition import null_embedding, reference_conditioning
 from jointportrait.models.joint_denoiser import JointDenoiser
 from jointportrait.models.video_denoiser import VideoJointDenoiser
 
@@ -218,6 +222,73 @@ def concat_reference_loss(
     return split_loss(pred, target, z.image.shape[1])
 
 
+def predicted_clean(pred: torch.Tensor, noisy: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str
+                    ) -> torch.Tensor:
+    """The clean latent the model predicts at a timestep with cumulative alpha ``alpha_bar`` (DDIM's x0):
+    ``(x_t - sqrt(1 - a) eps) / sqrt(a)`` for epsilon, ``sqrt(a) x_t - sqrt(1 - a) v`` for v-prediction."""
+    if prediction_type == "epsilon":
+        return (noisy - (1.0 - alpha_bar).sqrt() * pred) / alpha_bar.sqrt()
+    if prediction_type == "v_prediction":
+        return alpha_bar.sqrt() * noisy - (1.0 - alpha_bar).sqrt() * pred
+    raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+
+
+def affine_invariant_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over samples of the L1 error of ``pred`` after its least-squares scale and shift to ``target``,
+    over ``mask`` (all ``(B, 1, H, W)``; E2E-FT's depth loss). Differentiable through the alignment."""
+    errors = []
+    for p, g, m in zip(pred.float(), target.float(), mask.bool()):
+        aligned, _, _ = align_scale_shift(p, g, m)
+        errors.append((aligned - g)[m].abs().mean() if bool(m.any()) else p.sum() * 0.0)
+    return torch.stack(errors).mean()
+
+
+def one_step_depth_loss(
+    model: torch.nn.Module,
+    vae: AutoencoderKL,
+    noise_scheduler: SchedulerMixin,
+    batch: dict[str, torch.Tensor],
+    image_encoder: torch.nn.Module | None = None,
+    reference_dropout: float = 0.0,
+    prediction_type: str | None = None,
+    generator: torch.Generator | None = None,
+) -> JointLoss:
+    """E2E-FT loss of a stage-2 denoiser as a one-step depth estimator (paper Sec. 5.3; Martin Garcia et al.).
+
+    The step the estimator takes at inference, in training: depth-estimation masks (photo known, depth
+    generated), the photo as its own reference (``estimate-depth``'s default), zero latents (the
+    noise's mean) at the last training timestep; the predicted clean depth latent is decoded by the
+    frozen VAE (gradients pass through it) and compared with the ground-truth depth by an
+    affine-invariant L1 over the valid pixels (``batch["valid"]`` when present). No reference dropout:
+    a one-step estimate uses no guidance.
+    """
+    joint = unwrap(model)
+    if not joint.is_inpainting:
+        raise ValueError("the one-step depth loss fine-tunes an 18-channel (stage-2) denoiser")
+    unet = joint.unet
+    param = next(unet.parameters())
+    as_reference = {**batch, "reference": batch["image"], "reference_latents": batch.get("image_latents")}
+    z = encode_batch(vae, image_encoder, as_reference, param, unet.config.cross_attention_dim, 0.0, generator)
+    rgb_mask, depth_mask = TASKS["depth_estimation"].masks(like=batch["depth"])
+    with torch.no_grad():
+        condition = build_inpainting_condition(vae, batch["image"], batch["depth"], rgb_mask, depth_mask,
+                                               rgb_latents=z.image, depth_latents=z.depth)
+    c = joint.latent_channels
+    zeros = torch.zeros_like(torch.cat([z.image, z.depth], dim=1))  # (B, 8, h, w): zero noise
+    last = noise_scheduler.config.num_train_timesteps - 1
+    t = torch.full((zeros.shape[0],), last, device=zeros.device, dtype=torch.long)
+    pred = model(denoiser_input(zeros, condition), t, encoder_hidden_states=z.encoder_hidden_states,
+                 reference_latents=z.reference)  # (B, 8, h, w)
+    alpha_bar = noise_scheduler.alphas_cumprod[last].to(pred.device, torch.float32)
+    prediction_type = prediction_type or noise_scheduler.config.prediction_type
+    depth_latent = predicted_clean(pred[:, c:].float(), zeros[:, c:].float(), alpha_bar, prediction_type)
+    depth = decode_rgb(vae, depth_latent).float().mean(dim=1, keepdim=True)  # (B, 1, H, W) in [-1, 1]
+    target = batch["depth"].to(depth.device, torch.float32)
+    valid = batch["valid"].to(depth.device) > 0.5 if "valid" in batch else torch.ones_like(target, dtype=torch.bool)
+    loss = affine_invariant_l1(depth, target, valid)
+    return JointLoss(loss, loss.detach().new_zeros(()), loss.detach())
+
+
 FRAME_KEYS = ("image", "depth", "image_latents", "depth_latents")  # (B, F, ...) in a clip batch
 
 
@@ -284,3 +355,30 @@ def video_diffusion_loss(
         motion=motion,
     )  # (B*F, 8, h, w)
     return split_loss(pred, target, video.latent_channels)
+
+
+def unconditional_diffusion_loss(
+    model: torch.nn.Module,
+    vae: AutoencoderKL,
+    noise_scheduler: SchedulerMixin,
+    batch: dict[str, torch.Tensor],
+    image_encoder: torch.nn.Module | None = None,
+    reference_dropout: float = 0.0,
+    prediction_type: str | None = None,
+    generator: torch.Generator | None = None,
+) -> JointLoss:
+    """The pretraining loss of the base model (the SD 1.5 stand-in, Sec. 3.3): the plain latent diffusion
+    MSE on RGB latents only, with the null cross-attention embedding (no text or image condition).
+
+    ``model`` is the 4-channel ``UNet2DConditionModel`` (possibly DDP-wrapped); ``batch`` needs ``image``
+    (B, 3, H, W) in [-1, 1] (or its cached ``image_latents``). ``loss_depth`` is reported as 0.
+    """
+    unet = getattr(model, "module", model)
+    param = next(unet.parameters())
+    with torch.no_grad():
+        z0 = batch_latents(vae, batch, "image").to(param.device, param.dtype)  # (B, 4, h, w)
+    noisy, t, target = noised_latents_and_target(z0, noise_scheduler, prediction_type, generator)
+    ehs = null_embedding(z0.shape[0], unet.config.cross_attention_dim, param.device, param.dtype)  # (B, 1, D)
+    pred = model(noisy, t, encoder_hidden_states=ehs).sample  # (B, 4, h, w)
+    loss = F.mse_loss(pred.float(), target.float())
+    return JointLoss(loss, loss.detach(), loss.detach().new_zeros(()))

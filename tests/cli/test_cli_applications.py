@@ -5,21 +5,11 @@ from __future__ import annotations
 import numpy as np
 import PIL.Image
 import pytest
-import torch
 import trimesh
 
 from jointportrait.cli.main import main
 
 STEPS = ["--steps", "1", "--processing-resolution", "32"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two threads spin-wait and run several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -168,7 +168,7 @@ def test_replacement_shows_the_known_image_from_the_first_model_call(pipe, monke
 
 def test_the_reference_net_runs_once_per_call(pipe, monkeypatch):
     runs = []
-    handle = pipe.reference_unet.register_forward_hook(lambda *_: runs.append(1))
+    handle = pipe.reference_unet.register_forward_pre_hook(lambda *_: runs.append(1))
     try:
         for kwargs in ({}, {"guidance_scale": 2.0}, {"num_images_per_reference": 3},
                        {"guidance_scale": 3.0, "num_images_per_reference": 2}):
@@ -178,3 +178,21 @@ def test_the_reference_net_runs_once_per_call(pipe, monkeypatch):
             assert len(runs) == 1, kwargs  # one ReferenceNet pass for both references, whatever the steps
     finally:
         handle.remove()
+
+
+@pytest.mark.slow
+def test_compiled_denoiser_samples_what_the_eager_one_samples(tiny_stage2_model_dir):
+    """torch.compile of the denoiser (minutes on a shared CPU): same latents, compiled once for the size."""
+    from jointportrait.loading import load_joint_pipeline
+
+    pipe = load_joint_pipeline(tiny_stage2_model_dir)
+    kwargs = dict(num_inference_steps=3, height=64, width=64, output_type="latent", guidance_scale=2.0)
+    eager = pipe(_ref(0), generator=_gen(), **kwargs)
+    pipe.compile_denoiser()
+    first = pipe(_ref(0), generator=_gen(), **kwargs)
+    seconds = pipe.joint_denoiser.compile_seconds
+    again = pipe(_ref(1), generator=_gen(), **kwargs)
+    assert seconds is not None and pipe.joint_denoiser.compile_seconds == seconds  # kept from the first call
+    assert torch.allclose(first.images, eager.images, atol=1e-4) and torch.allclose(first.depths, eager.depths, atol=1e-4)
+    assert again.images.shape == first.images.shape
+    assert "unet" in dict(pipe.components) and not any("_orig_mod" in k for k in pipe.unet.state_dict())

@@ -5,8 +5,10 @@ parameters, plus 1.5 px (at 256 px) Gaussian noise; depth is compared after
 a least-squares scale and shift over the true skin mask. The full tracker is
 compared with the same fit without the photometric stage and without the
 shared identity. Measured here (procedural head, 8 frames at 96 px): AbsRel
-0.0048 full, 0.0090 without the photometric stage, 0.0051 with one identity
-per frame; docs/TRACKING.md has the ICT figures.
+0.0025 full, 0.0027 without the photometric stage (0.0048 and 0.0090 before
+the landmark stages ran L-BFGS in float64: the float32 line search stalled,
+and the photometric stage's Adam made up for it); docs/TRACKING.md has the
+ICT figures.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def test_photometric_stage_and_shared_identity_help(clip, fits):
     full, _ = evaluate_track(clip, fits["full"])
     no_photo, _ = evaluate_track(clip, fits["no_photometric"])
     per_frame, _ = evaluate_track(clip, fits["per_frame_identity"])
-    assert full < 0.8 * no_photo
+    assert full < no_photo
     assert full < per_frame
     assert fits["per_frame_identity"].params.identity.shape == (clip.frames.shape[0], 50)
     assert fits["full"].params.identity.shape == (1, 50)

@@ -12,7 +12,8 @@ from jointportrait.errors import InputError, OutputExistsError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--base-model", type=Path, metavar="PATH",
-                     help="SD 1.5 folder in diffusers layout, or a single-file .safetensors checkpoint")
+                     help="SD 1.5 folder in diffusers layout, a single-file .safetensors checkpoint, or "
+                          "'shipped': the small pretrained face base that comes with the package")
     src.add_argument("--tiny", action="store_true", help="a small random model with the same layout")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tiny model's random weights")

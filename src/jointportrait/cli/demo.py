@@ -11,13 +11,13 @@ from jointportrait.errors import InputError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
-    parser.add_argument("--minutes", type=float, default=15.0,
-                        help="training budget in minutes, shared by the stages (default 15: about 20 min in all on 2 cores)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="train to a time budget in minutes, shared by the stages, instead of the default fixed "
+                             "steps per stage (which finish within 20 minutes on 2 cores)")
     parser.add_argument("--steps", type=int, default=None, help="fixed optimizer steps per stage instead of a time budget (repeatable runs)")
-    parser.add_argument("--size", type=int, default=32, help="image size in pixels (multiple of 8)")
-    parser.add_argument("--batch-size", type=int, default=32, help="training batch size of every stage")
+    parser.add_argument("--size", type=int, default=64, help="image size in pixels (multiple of 8; the base's is 64)")
+    parser.add_argument("--batch-size", type=int, default=16, help="training batch size of every stage")
     parser.add_argument("--subjects", type=int, default=160, help="synthetic subjects (1/8 held out for the test)")
-    parser.add_argument("--vae-levels", type=int, default=3, help="VAE resolutions (latents are size / 2**(levels-1))")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--seed", type=int, default=0)
     add_face_model_argument(parser)
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from jointportrait.demo import DemoConfig, run_demo
     from jointportrait.demo.report import markdown_tables
 
-    if args.minutes <= 0:
+    if args.minutes is not None and args.minutes <= 0:
         raise InputError(f"--minutes must be positive, got {args.minutes}")
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
@@ -36,14 +36,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--size must be a positive multiple of 8, got {args.size}")
     if args.subjects < 8:
         raise InputError(f"--subjects must be >= 8 (train, validation and test subjects), got {args.subjects}")
-    if args.batch_size < 1 or not 1 <= args.vae_levels <= 4:
-        raise InputError("--batch-size must be >= 1 and --vae-levels between 1 and 4")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     parse_device(args.device)
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out}: exists and is not a folder")
     cfg = DemoConfig(out=args.out, minutes=args.minutes, steps=args.steps, device=args.device, seed=args.seed,
                      face_model=args.face_model, quick=args.quick, size=args.size, batch_size=args.batch_size,
-                     vae_levels=args.vae_levels, subjects=args.subjects)
+                     subjects=args.subjects)
     result = run_demo(cfg, say=lambda msg: print(msg, flush=True))
     print()
     print(markdown_tables(result.metrics))

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from jointportrait.cli.batch import run_batch
+from jointportrait.cli.face_crop import crop_image, crop_map, face_crop, paste_image
 from jointportrait.cli.inputs import collect_files, companion_file, load_user_depth, load_user_mask
 from jointportrait.cli.options import EstimationOptions, ModelOptions, OutputOptions
 from jointportrait.cli.pipeline import estimate_with_options, load_pipeline
@@ -50,23 +51,32 @@ def run(args: argparse.Namespace) -> int:
         check_outputs_free([out_path], output.overwrite)
         image = load_image(path)
         size = (image.height, image.width)
-        edited = load_user_depth(companion_file(args.edited_depth, stem, "edited depth", DEPTH_SUFFIXES,
-                                                (f"{stem}_depth", f"{stem}_edited")), size)
+        crop = face_crop(model.face_crop, image, str(path))
+        edited_path = companion_file(args.edited_depth, stem, "edited depth", DEPTH_SUFFIXES,
+                                     (f"{stem}_depth", f"{stem}_edited"))
+        edited = load_user_depth(edited_path, size, allow_nan=crop is not None)
         mask_path = companion_file(args.mask, stem, "mask", IMAGE_SUFFIXES, (f"{stem}_mask",))
         if mask_path is not None:
             mask = load_user_mask(mask_path, size)
         else:
             depth_path = companion_file(args.depth, stem, "depth", DEPTH_SUFFIXES, (f"{stem}_depth",))
-            depth = (load_user_depth(depth_path, size) if depth_path
-                     else estimate_with_options(pipe, image, model, estimation).depth)
+            depth = (load_user_depth(depth_path, size, allow_nan=crop is not None) if depth_path
+                     else estimate_with_options(pipe, image, model, estimation, where=str(path)).depth)
             mask = mask_from_depth_edit(depth, edited)
         ref_path = companion_file(args.reference, stem, "reference image", IMAGE_SUFFIXES)
+        reference = load_image(ref_path) if ref_path else None
+        work = image
+        if crop is not None:  # the model edits the face crop; the result is pasted back over the photo
+            work, edited, mask = crop_image(crop, image), crop_map(crop, edited, str(edited_path)), crop_map(crop, mask, "mask")
+            if reference is not None:
+                reference = crop_image(face_crop(model.face_crop, reference, str(ref_path)), reference)
         result = edit_with_depth(
-            pipe, image, edited, mask, reference=load_image(ref_path) if ref_path else None,
+            pipe, work, edited, mask, reference=reference,
             num_inference_steps=model.steps, guidance_scale=args.guidance_scale,
             processing_resolution=estimation.sampling.processing_resolution,
             inpaint_mode=estimation.sampling.inpaint_mode, generator=model.generator(),
         )
-        save_image(out_path, result.image, overwrite=output.overwrite)
+        save_image(out_path, result.image if crop is None else paste_image(crop, result.image, image),
+                   overwrite=output.overwrite)
 
     return run_batch(files, process, "edit", output.out)

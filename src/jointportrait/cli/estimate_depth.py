@@ -2,7 +2,9 @@
 
 Outputs per image ``<stem>``: ``<stem>_depth.npy`` (float32, [0, 1], 0 = near),
 ``<stem>_depth.png`` (16-bit), ``<stem>_depth_color.png``, ``<stem>_normals.png`` and, with
-``--ensemble N > 1``, ``<stem>_uncertainty.npy``. ``edit``, ``relight`` and ``export`` estimate
+``--ensemble N > 1``, ``<stem>_uncertainty.npy``; with ``--face-crop`` all at the photo's size, depth NaN
+(16-bit PNG 0, colour map black) outside the face crop. A folder is estimated ``--batch-size`` photos per model
+call (:class:`~jointportrait.cli.pipeline.BatchedEstimates`). ``edit``, ``relight`` and ``export`` estimate
 depth the same way when none is given (:mod:`jointportrait.cli.pipeline`).
 """
 
@@ -13,8 +15,14 @@ from pathlib import Path
 
 from jointportrait.cli.batch import run_batch
 from jointportrait.cli.inputs import collect_files, companion_file
-from jointportrait.cli.options import CameraOptions, EstimationOptions, ModelOptions, OutputOptions
-from jointportrait.cli.pipeline import estimate_with_options, load_pipeline
+from jointportrait.cli.options import (
+    BatchOptions,
+    CameraOptions,
+    EstimationOptions,
+    ModelOptions,
+    OutputOptions,
+)
+from jointportrait.cli.pipeline import BatchedEstimates, load_pipeline
 from jointportrait.cli.writers import (
     check_outputs_free,
     depth_output_paths,
@@ -30,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ModelOptions.add_arguments(parser, steps=10)
     OutputOptions.add_arguments(parser)
     EstimationOptions.add_arguments(parser)
+    BatchOptions.add_arguments(parser)
     CameraOptions.add_arguments(parser, depth_files=False)
 
 
@@ -41,19 +50,26 @@ def run(args: argparse.Namespace) -> int:
 
     model, output = ModelOptions.from_args(args), OutputOptions.from_args(args)
     estimation, camera = EstimationOptions.from_args(args), CameraOptions.from_args(args)
+    batch = BatchOptions.from_args(args)
     files = collect_files(args.image)
     pipe = load_pipeline(model, estimation.sampling)
     output.out.mkdir(parents=True, exist_ok=True)
 
+    def load(path: Path):
+        """The photo and its reference, once its outputs are known to be free (before any work)."""
+        check_outputs_free([*depth_output_paths(output.out, path.stem).values(),
+                            output.out / f"{path.stem}_normals.png"]
+                           + ([output.out / f"{path.stem}_uncertainty.npy"] if estimation.ensemble > 1 else []),
+                           output.overwrite)
+        ref_path = companion_file(args.reference, path.stem, "reference image", IMAGE_SUFFIXES)
+        return load_image(path), load_image(ref_path) if ref_path else None
+
+    estimates = BatchedEstimates(pipe, files, load, model, estimation, batch.batch_size)
+
     def process(path: Path) -> None:
         normals_path = output.out / f"{path.stem}_normals.png"
         uncertainty_path = output.out / f"{path.stem}_uncertainty.npy"
-        check_outputs_free([*depth_output_paths(output.out, path.stem).values(), normals_path]
-                           + ([uncertainty_path] if estimation.ensemble > 1 else []), output.overwrite)
-        image = load_image(path)
-        ref_path = companion_file(args.reference, path.stem, "reference image", IMAGE_SUFFIXES)
-        result = estimate_with_options(pipe, image, model, estimation,
-                                       reference=load_image(ref_path) if ref_path else None)
+        image, result = estimates(path)
         save_depth_outputs(output.out, path.stem, result.depth, output.overwrite)
         z, valid = camera.camera_depth(result.depth, metric=False)
         normals = normals_from_depth(z, valid=valid, **camera.backprojection(image.height, image.width))

@@ -46,7 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     weights.add_argument("--inception-weights", type=Path, default=None,
                          help="FID InceptionV3: pytorch-fid's .pth or the TorchScript inception-2015-12-05.pt")
     weights.add_argument("--i3d-weights", type=Path, default=None, help="pytorch-i3d weights (FVD)")
-    weights.add_argument("--identity-model", type=Path, default=None, help="ArcFace ONNX model (ID similarity)")
+    weights.add_argument("--identity-model", type=Path, default=None,
+                         help="ArcFace ONNX model (ID similarity; faces aligned by landmarks with the faces extra)")
+    weights.add_argument("--face-descriptor", action="store_true",
+                         help="video: also ID similarity with dlib's 128-d face descriptor (the faces extra; no "
+                              "weights to give)")
     parser.add_argument("--reference", type=Path, default=None,
                         help="video: folder of identity reference images <clip>.png (default: ground-truth frames)")
 
@@ -60,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     device = parse_device(args.device)
     if args.task != "depth" and args.mask is not None:
         raise InputError("--mask applies to depth evaluation only")
+    if args.task != "video" and args.face_descriptor:
+        raise InputError("--face-descriptor applies to video evaluation only")
     if args.pred_kind == "disparity" and args.alignment != "disparity":
         raise InputError("--pred-kind disparity needs --alignment disparity")
     if args.task == "depth":
@@ -73,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = runner.evaluate_video(args.pred, args.gt, args.lpips_weights, args.lpips_net, args.i3d_weights,
                                        args.identity_model, args.reference, device=device, progress=True,
-                                       lpips_backbone=args.lpips_backbone)
+                                       face_descriptor=args.face_descriptor, lpips_backbone=args.lpips_backbone)
     method = args.method or args.pred.resolve().name
     report = {"method": method, "pred": str(args.pred), "gt": str(args.gt), **result.to_json()}
     if args.task == "depth":

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from jointportrait.cli.batch import run_batch
+from jointportrait.cli.face_crop import crop_image, face_crop
 from jointportrait.cli.inputs import collect_files
 from jointportrait.cli.options import ModelOptions, OutputOptions
 from jointportrait.cli.pipeline import load_pipeline
@@ -42,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
             output.overwrite,
         )
         reference = load_image(path)
+        crop = face_crop(model.face_crop, reference, str(path))
+        if crop is not None:  # the identity reference as the training data frames it; samples are crops
+            reference = crop_image(crop, reference)
         result = pipe(reference, num_images_per_reference=args.num_samples, num_inference_steps=model.steps,
                       guidance_scale=args.guidance_scale, height=args.size, width=args.size,
                       generator=model.generator())

@@ -51,10 +51,11 @@ def companion_file(path: Path | None, stem: str, what: str, suffixes: Iterable[s
     raise MissingPathError(f"{path}: no {what} for {stem!r} (looked for {stem}.* and {', '.join(extra_stems) or '-'})")
 
 
-def load_user_depth(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A depth map from a user file; NaN/inf values or a size other than ``size`` (H, W) are errors."""
+def load_user_depth(path: Path, size: tuple[int, int] | None = None, allow_nan: bool = False) -> np.ndarray:
+    """A depth map from a user file; NaN/inf values (unless ``allow_nan``: the face-crop commands check the
+    crop only) or a size other than ``size`` (H, W) are errors."""
     depth = load_depth(path)
-    if not np.isfinite(depth).all():
+    if not allow_nan and not np.isfinite(depth).all():
         raise InputError(f"{path}: depth contains NaN or infinite values; mark missing depth with 0 instead")
     if size is not None and depth.shape != tuple(size):
         raise InputError(f"{path}: depth is {depth.shape[1]}x{depth.shape[0]}, expected {size[1]}x{size[0]} "

@@ -34,8 +34,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "photo + depth -> coloured point cloud or mesh (PLY, OBJ, GLB)"),
     "evaluate": ("evaluate", "depth / image / video metrics of the paper's Tables 1-3 over folders"),
     "train": ("train", "train stage 1 (joint learning), 2 (inpainting fine-tune) or 3 (motion) on accelerate"),
-    "track": ("track", "video + 68-point landmarks -> tracked face model, pseudo ground-truth depth, manifest"),
+    "track": ("track", "video -> 68-point landmarks (detected or given) -> tracked face model, pseudo "
+                       "ground-truth depth, manifest"),
+    "landmarks": ("landmarks", "photo(s) or video -> detected faces' 68-point landmarks (.npy / .json)"),
     "demo": ("demo", "the end-to-end showcase on an embedded default"),
+    "reproduce": ("reproduce", "the paper's experiments in miniature: every method and ablation, seeds, tables"),
     "render-depth": ("render_depth", "meshes + cameras -> depth maps, previews and coverage masks"),
     "synth": ("synth", "synthetic studio images or clips with exact depth, masks and parameters"),
     "serve": ("serve", "a web page for every application (needs the [serve] extra)"),

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from jointportrait.cli.face_crop import face_detector
 from jointportrait.errors import InputError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -24,6 +25,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 INPAINT_MODES = ("auto", "conditioning", "replacement")
 TIMESTEP_SPACINGS = ("trailing", "leading", "linspace")
 RESIZE_MODES = ("resize", "pad")
+VAE_TILING = ("auto", "on", "off")
 
 
 def torch_dtype(name: str):
@@ -75,14 +77,53 @@ class OutputOptions:
 
 
 @dataclass(frozen=True)
+class FaceCropOptions:
+    """``--face-crop --crop-size --face-index --face-margin`` (:mod:`jointportrait.cli.face_crop`): run the model
+    on the square face crop of each photo and paste the result back. With ``--face-crop``, ``from_args`` loads
+    the detector, so a missing ``faces`` extra stops the command before any model is loaded."""
+
+    enabled: bool
+    size: int
+    face_index: int
+    margin: float
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("face crop (needs the faces extra)")
+        group.add_argument("--face-crop", action="store_true",
+                           help="find the face, run the model on its square crop (the training data's crop rule) "
+                                "and paste the result back into the full frame")
+        group.add_argument("--crop-size", type=int, default=512, help="side of the face crop in pixels")
+        group.add_argument("--face-index", type=int, default=0,
+                           help="which face when there are several (0 = the largest)")
+        group.add_argument("--face-margin", type=float, default=1.0, help="scale of the face crop's side")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> FaceCropOptions:
+        if args.face_crop:
+            if args.crop_size < 16 or args.crop_size % 8:
+                raise InputError(f"--crop-size must be a multiple of 8 and at least 16, got {args.crop_size}")
+            if args.face_index < 0:
+                raise InputError(f"--face-index must be >= 0, got {args.face_index}")
+            if args.face_margin <= 0:
+                raise InputError(f"--face-margin must be positive, got {args.face_margin}")
+            face_detector()
+        return cls(args.face_crop, args.crop_size, args.face_index, args.face_margin)
+
+
+@dataclass(frozen=True)
 class ModelOptions:
-    """The joint model a command runs and how: ``--model --seed --device --dtype --steps``."""
+    """The joint model a command runs and how: ``--model --seed --device --dtype --steps --compile
+    --channels-last``, and the face-crop group (:class:`FaceCropOptions`) that every model command shares."""
 
     model: Path | None
     seed: int
     device: str
     dtype: str
     steps: int
+    face_crop: FaceCropOptions = FaceCropOptions(False, 512, 0, 1.0)  # off
+    compile: bool = False
+    channels_last: bool = False
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser, required: bool = True, steps: int = 20) -> None:
@@ -93,12 +134,19 @@ class ModelOptions:
         parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
         parser.add_argument("--dtype", default="float32", choices=DTYPES, help="model weights dtype")
         parser.add_argument("--steps", type=int, default=steps, help="number of denoising steps")
+        parser.add_argument("--compile", action="store_true",
+                            help="torch.compile the denoiser (the first call of each image size compiles; "
+                                 "pays off over many images)")
+        parser.add_argument("--channels-last", action="store_true",
+                            help="channels-last weights (faster convolutions on some GPUs; slower in fp32 on CPU)")
+        FaceCropOptions.add_arguments(parser)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ModelOptions:
         if args.steps < 1:
             raise InputError(f"--steps must be >= 1, got {args.steps}")
-        return cls(args.model, args.seed, args.device, args.dtype, args.steps)
+        return cls(args.model, args.seed, args.device, args.dtype, args.steps, FaceCropOptions.from_args(args),
+                   args.compile, args.channels_last)
 
     def torch_device(self):
         return parse_device(self.device)
@@ -139,12 +187,13 @@ class SamplingOptions:
 @dataclass(frozen=True)
 class EstimationOptions:
     """Depth-estimation options (``estimate-depth``, and ``edit``, ``relight``, ``export`` when they estimate):
-    ``--ensemble --resize-mode --timestep-spacing`` and the sampling options."""
+    ``--ensemble --resize-mode --timestep-spacing --vae-tiling`` and the sampling options."""
 
     ensemble: int
     resize_mode: str
     timestep_spacing: str
     sampling: SamplingOptions
+    vae_tiling: str = "auto"
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -153,13 +202,35 @@ class EstimationOptions:
                             help="reach a multiple of 8 by resizing or by padding (outputs are at the input size)")
         parser.add_argument("--timestep-spacing", default="trailing", choices=TIMESTEP_SPACINGS,
                             help="scheduler timestep spacing for depth estimation")
+        parser.add_argument("--vae-tiling", default="auto", choices=VAE_TILING,
+                            help="tiled VAE (512 px tiles): auto = for canvases over four tiles (1024 x 1024 px)")
         SamplingOptions.add_arguments(parser)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EstimationOptions:
         if args.ensemble < 1:
             raise InputError(f"--ensemble must be >= 1, got {args.ensemble}")
-        return cls(args.ensemble, args.resize_mode, args.timestep_spacing, SamplingOptions.from_args(args))
+        return cls(args.ensemble, args.resize_mode, args.timestep_spacing, SamplingOptions.from_args(args),
+                   args.vae_tiling)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """``--batch-size``: photos per pipeline call, each with its ensemble (the depth latents are decoded at most
+    that many at a time)."""
+
+    batch_size: int
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--batch-size", type=int, default=1,
+                            help="photos per model call (photos of one size share calls; more uses more memory)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BatchOptions:
+        if args.batch_size < 1:
+            raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+        return cls(args.batch_size)
 
 
 @dataclass(frozen=True)
@@ -257,6 +328,8 @@ class DepthSourceOptions:
     def from_args(cls, args: argparse.Namespace) -> DepthSourceOptions:
         if args.depth is None and args.model is None:
             raise InputError("give --depth (depth maps) or --model (to estimate them)")
+        if args.depth is not None and args.face_crop:
+            raise InputError("--face-crop applies to depth estimated with --model, not to given --depth maps")
         return cls(args.depth, ModelOptions.from_args(args), OutputOptions.from_args(args),
                    EstimationOptions.from_args(args), CameraOptions.from_args(args))
 

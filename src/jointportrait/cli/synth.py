@@ -17,6 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", action="store_true", help="write clips with smooth motion at 25 fps")
     parser.add_argument("--clip-length", type=int, default=18, help="frames per clip with --video (14 + 4 motion)")
     add_face_model_argument(parser)
+    parser.add_argument("--face-crop", action="store_true",
+                        help="frame every image as the square face crop that track --face-crop and the "
+                             "--face-crop option of the image commands use (rendered into the crop, no resampling)")
+    parser.add_argument("--face-margin", type=float, default=1.0, help="scale of the face crop's side")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (the renderer's tensors are small: 1 is usually fastest)")
@@ -33,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("subjects", "frames_per_subject", "clip_length", "threads"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.face_margin <= 0:
+        raise InputError(f"--face-margin must be positive, got {args.face_margin}")
     if args.size < 16 or args.size % 8:
         raise InputError(f"--size must be a multiple of 8 and >= 16, got {args.size}")
     if args.out.exists() and not args.out.is_dir():
@@ -43,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_face_model(args.face_model)
     print(f"face model: {model.name} ({model.source})")
     config = SynthConfig(subjects=args.subjects, frames_per_subject=args.frames_per_subject, size=args.size,
-                         video=args.video, clip_length=args.clip_length, seed=args.seed)
+                         video=args.video, clip_length=args.clip_length, seed=args.seed, face_crop=args.face_crop,
+                         face_margin=args.face_margin)
     total = args.subjects * args.frames_per_subject
     with tqdm(total=total, desc="rendering", unit="frame") as bar:
         n = write_dataset(args.out, model, config, progress=bar.update)

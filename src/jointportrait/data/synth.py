@@ -34,6 +34,7 @@ from jointportrait.appearance.color import linear_to_srgb, srgb_to_linear
 from jointportrait.appearance.sh_lighting import irradiance, random_studio_lighting
 from jointportrait.data.manifest import write_manifest
 from jointportrait.face_models import FaceModel
+from jointportrait.faces.crop import FaceCrop
 from jointportrait.geometry.cameras import (
     MODEL_TO_OPENCV,
     PerspectiveCamera,
@@ -82,6 +83,8 @@ class SynthConfig:
     val_fraction: float = 0.125
     test_fraction: float = 0.125
     fov_degrees: tuple[float, float] = (18.0, 30.0)
+    face_crop: bool = False  # frame each image as the face crop rule does (jointportrait.faces.crop)
+    face_margin: float = 1.0
 
 
 @dataclass
@@ -311,8 +314,12 @@ class RenderedFrame:
 
 
 def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: VertexColors, frame: FrameParams,
-                 size: int) -> RenderedFrame:
-    """Render one frame at ``size`` (RGB supersampled ``SUPERSAMPLE`` x)."""
+                 size: int, face_crop_margin: float | None = None) -> RenderedFrame:
+    """Render one frame at ``size`` (RGB supersampled ``SUPERSAMPLE`` x).
+
+    With ``face_crop_margin`` the frame is the face crop (:mod:`jointportrait.faces.crop`, that margin) of
+    the portrait camera's view, rendered directly through the crop's intrinsics (no resampling).
+    """
     weights = torch.from_numpy(frame.blendshapes).float()[None]
     verts = identity_vertices + torch.einsum("bj,jvc->bvc", weights, model.blendshapes)  # (1, V, 3) model frame
     rot = torch.from_numpy(rotation_matrix(*frame.rotation_deg)).float()
@@ -320,11 +327,21 @@ def render_frame(model: FaceModel, identity_vertices: torch.Tensor, colors: Vert
     K, w2c = camera_for(size, frame.fov_degrees)
     camera = PerspectiveCamera(torch.from_numpy(K).float()[None], torch.from_numpy(w2c).float()[None])
     cam_verts = camera.world_to_view(world)  # (1, V, 3)
-    frags = rasterize(cam_verts, model.triangles, camera, size, size)
     lm = model.landmarks(cam_verts)  # (1, 68, 3)
+    if face_crop_margin is not None:
+        crop = FaceCrop.from_landmarks(camera.project(lm)[0].numpy(), size, size, size=size, margin=face_crop_margin)
+        K = crop.intrinsics(K)
+        camera = PerspectiveCamera(torch.from_numpy(K).float()[None], torch.from_numpy(w2c).float()[None])
+    frags = rasterize(cam_verts, model.triangles, camera, size, size)
 
     big = size * SUPERSAMPLE
-    cam_big = PerspectiveCamera(torch.from_numpy(intrinsics_from_fov(big, big, frame.fov_degrees)).float()[None])
+    if face_crop_margin is None:
+        cam_big = PerspectiveCamera(torch.from_numpy(intrinsics_from_fov(big, big, frame.fov_degrees)).float()[None])
+    else:  # the crop's camera at twice the resolution, pixel centres on integers at both
+        K_big = K.copy()
+        K_big[:2] *= SUPERSAMPLE
+        K_big[:2, 2] = (K[:2, 2] + 0.5) * SUPERSAMPLE - 0.5
+        cam_big = PerspectiveCamera(torch.from_numpy(K_big).float()[None])
     fb = rasterize(cam_verts, model.triangles, cam_big, big, big)
     albedo = interpolate(colors.vertex[None], fb)[0]  # (2S, 2S, 3)
     tid = fb.triangle_id[0].clamp_min(0)
@@ -410,7 +427,8 @@ def write_dataset(out: Path, model: FaceModel, config: SynthConfig,
             clip_id = f"{subject_id}_c{c:02d}" if config.video else None
             for f, frame in enumerate(frames):
                 stem = f"{clip_id}_f{f:04d}" if config.video else f"{subject_id}_f{f:04d}"
-                r = render_frame(model, id_verts, colors, frame, config.size)
+                r = render_frame(model, id_verts, colors, frame, config.size,
+                                 face_crop_margin=config.face_margin if config.face_crop else None)
                 _save_png(out / "images" / f"{stem}.png", r.rgb)
                 np.save(out / "depth" / f"{stem}.npy", np.where(r.mask, r.depth, 0).astype(np.float32))
                 _save_png(out / "mask" / f"{stem}.png", r.mask.astype(np.uint8) * 255)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 DEPTH_COLUMNS = (("abs_rel", "AbsRel &darr;"), ("delta1", "&delta;<sub>1</sub> &uarr;"), ("rmse", "RMSE &darr;"))
 IMAGE_COLUMNS = (("l1", "L1 &darr;"), ("ssim", "SSIM &uarr;"))
+SEED_NOTE = ("One training seed. Another seed moves these numbers: jointportrait reproduce trains every method "
+             "with three seeds and reports which differences exceed that spread (docs/REPRODUCTION.md).")
 
 
 def _table(rows: dict[str, dict[str, float]], columns) -> str:
@@ -36,6 +38,7 @@ def markdown_tables(metrics: dict) -> str:
             for name, vals in metrics[key]["rows_minmax"].items():
                 lines.append(f"| {name} | " + " | ".join(f"{vals[k]:.4f}" for k, _ in columns) + " |")
             lines.append("")
+    lines.append(SEED_NOTE)
     return "\n".join(lines)
 
 
@@ -49,9 +52,12 @@ td:first-child,th:first-child{{text-align:left}}img{{image-rendering:pixelated;m
 .note{{color:#555;font-size:90%}}</style></head><body>
 <h1>jointportrait: joint depth and appearance, end to end</h1>
 <p>Face model: <b>{html.escape(metrics['face_model'])}</b>. Everything below was produced on this machine by
-<code>jointportrait demo</code>: synthetic studio data, a tiny VAE, the joint model (stage 1, then the
-inpainting fine-tune), the separate "w/o joint learning" networks, and their evaluation on held-out subjects.
-These are tiny models trained for minutes at {config['size']}&times;{config['size']} px; compare rows with each other, not with the paper.</p>
+<code>jointportrait demo</code>: synthetic studio data, the joint model (stage 1, then the inpainting
+fine-tune) and the separate "w/o joint learning" networks, all started from the small pretrained base shipped
+with the package (a Stable Diffusion 1.5 stand-in trained on faces), and their evaluation on held-out subjects.
+These are small models fine-tuned for minutes at {config['size']}&times;{config['size']} px; compare rows with
+each other, not with the paper.</p>
+<p class="note">{html.escape(SEED_NOTE)}</p>
 <h2>Depth estimation (paper Table 1)</h2>
 <p class="note">{html.escape(metrics['depth_estimation']['alignment'])} over the {html.escape(metrics['depth_estimation']['mask'])};
 per image, then averaged over {metrics['depth_estimation']['n_images']} held-out images;

@@ -12,7 +12,7 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
               ("normal_within_30", "<30°↑")),
     "image": (("l1", "L1↓"), ("ssim", "SSIM↑"), ("lpips", "LPIPS↓"), ("fid", "FID↓")),
     "video": (("l1", "L1↓"), ("ssim", "SSIM↑"), ("lpips", "LPIPS↓"), ("fvd", "FVD↓"),
-              ("id_similarity", "ID Similarity↑")),
+              ("id_similarity", "ID Similarity↑"), ("id_similarity_dlib", "ID Sim. (dlib)↑")),
 }
 
 

@@ -8,16 +8,20 @@
   clip), computed over the whole set.
 * Identity similarity: cosine similarity of face embeddings between each
   predicted frame and its identity reference (the reference image when one is
-  given, else the ground-truth frame), mean over frames, then over clips.
+  given, else the ground-truth frame), mean over frames, then over clips; with
+  ArcFace (ONNX) and/or dlib's 128-d descriptor, faces aligned by landmarks
+  (:mod:`jointportrait.evaluation.identity`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from jointportrait.evaluation.fid import frechet_distance_from_features
-from jointportrait.evaluation.identity import IdentityEncoder, cosine_similarity
+from jointportrait.evaluation.identity import cosine_similarity
 from jointportrait.evaluation.image_metrics import image_metrics
 
 
@@ -31,7 +35,8 @@ def clip_frame_metrics(
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
-def clip_identity_similarity(encoder: IdentityEncoder, pred: torch.Tensor, reference: torch.Tensor) -> float:
+def clip_identity_similarity(encoder: Callable[[torch.Tensor], np.ndarray], pred: torch.Tensor,
+                             reference: torch.Tensor) -> float:
     """Mean cosine similarity between frames ``(T, 3, H, W)`` and ``reference`` (one image or one per frame)."""
     emb = encoder(pred)  # (T, D)
     ref = encoder(reference)  # (1 or T, D)

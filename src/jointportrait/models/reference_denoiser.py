@@ -15,15 +15,21 @@ as the denoiser.
 
 from __future__ import annotations
 
+import logging
+import time
+
 import torch
 from diffusers import UNet2DConditionModel
 
 from jointportrait.models.reference_attention import (
     ReferenceBank,
+    cache_reference_projections,
     has_reference_attention,
     install_reference_attention,
     run_reference_net,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class ReferenceNetDenoiser(torch.nn.Module):
@@ -39,6 +45,29 @@ class ReferenceNetDenoiser(torch.nn.Module):
         self.reference_unet = reference_unet
         if not has_reference_attention(reference_unet, unet):
             install_reference_attention(reference_unet, unet)
+        # a compiled UNet forward (a function, so no second copy of the UNet among the submodules)
+        self._compiled_forward = None
+        self.compile_seconds: float | None = None  # time of the first compiled call (compilation included)
+
+    def compile_unet(self, **compile_kwargs) -> None:
+        """Run the denoiser UNet through ``torch.compile(unet.forward, **compile_kwargs)`` from now on.
+
+        The first call compiles (its time is logged and kept in :attr:`compile_seconds`); a new
+        input shape compiles again. The weights and the saved model are unchanged.
+        """
+        self._compiled_forward = torch.compile(self.unet.forward, **compile_kwargs)
+        self.compile_seconds = None
+
+    def _unet(self, *args, **kwargs):
+        if self._compiled_forward is None:
+            return self.unet(*args, **kwargs)
+        if self.compile_seconds is not None:
+            return self._compiled_forward(*args, **kwargs)
+        start = time.perf_counter()
+        out = self._compiled_forward(*args, **kwargs)
+        self.compile_seconds = time.perf_counter() - start
+        logger.info("torch.compile: the first denoiser call took %.1f s (compilation included)", self.compile_seconds)
+        return out
 
     @property
     def latent_channels(self) -> int:
@@ -53,6 +82,12 @@ class ReferenceNetDenoiser(torch.nn.Module):
     ) -> ReferenceBank:
         """Run the ReferenceNet once at t = 0 and collect its self-attention inputs."""
         return run_reference_net(self.reference_unet, reference_latents, encoder_hidden_states, keep)
+
+    def prepare_for_sampling(self, bank: ReferenceBank) -> ReferenceBank:
+        """``bank`` with the reference keys/values of every reader projected (once per sampling call, before
+        the loop; its rows must already match the denoiser batch)."""
+        cache_reference_projections(self.unet, bank)
+        return bank
 
     def forward(
         self,
@@ -72,7 +107,7 @@ class ReferenceNetDenoiser(torch.nn.Module):
             if reference_latents is None:
                 raise ValueError("pass reference_latents or reference_bank")
             reference_bank = self.encode_reference(reference_latents, encoder_hidden_states, reference_keep)
-        pred = self.unet(
+        pred = self._unet(
             sample,
             timestep,
             encoder_hidden_states=encoder_hidden_states,

@@ -37,6 +37,7 @@ from jointportrait.pipelines.portrait_base import (
     PortraitPipelineOutput,
     as_batch,
     check_reference_embedding,
+    device_fixed_per_call,
 )
 
 
@@ -79,6 +80,7 @@ class SeparateConditionalPipeline(PortraitPipelineBase):
         self.check_per_reference(name, given, len(as_batch(reference_image)))
 
     @torch.no_grad()
+    @device_fixed_per_call
     def __call__(
         self,
         reference_image,
@@ -116,6 +118,7 @@ class SeparateConditionalPipeline(PortraitPipelineBase):
             cond_z = encode_depth(self.vae, self.prepare_depth(depth, depth_valid, height, width).to(self.vae.dtype))
         bank = self.bank_rows(self.denoiser.encode_reference(refs.latents.to(self.unet.dtype), refs.embeddings),
                               refs, do_cfg)
+        bank = self.denoiser.prepare_for_sampling(bank)
         batch = refs.index.shape[0]
         ehs = self.sample_embeddings(refs, do_cfg)
         known = ChannelConditioning(cond_z[refs.index].to(self.unet.dtype), guided_rows=do_cfg)
@@ -158,6 +161,7 @@ class ConcatReferencePipeline(PortraitPipelineBase):
         self.denoiser = ConcatReferenceDenoiser(unet)
 
     @torch.no_grad()
+    @device_fixed_per_call
     def __call__(
         self,
         reference_image,

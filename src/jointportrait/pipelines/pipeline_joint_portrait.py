@@ -47,6 +47,7 @@ from jointportrait.pipelines.portrait_base import (
     ReferenceInputs,
     as_batch,
     check_reference_embedding,
+    device_fixed_per_call,
 )
 
 INPAINT_MODES = ("auto", "conditioning", "replacement")
@@ -67,6 +68,7 @@ class JointPortraitPipeline(PortraitPipelineBase):
         scheduler: KarrasDiffusionSchedulers,
         image_encoder: torch.nn.Module | None = None,
         reference_embedding: str | None = None,
+        one_step_depth: bool = False,
     ) -> None:
         super().__init__()
         self.register_modules(
@@ -74,10 +76,29 @@ class JointPortraitPipeline(PortraitPipelineBase):
         )
         # model_index.json says how cross-attention sees the reference: its CLIP embedding, or the null one
         self.register_to_config(reference_embedding=check_reference_embedding(reference_embedding, image_encoder))
+        # ... and whether the model was fine-tuned into a one-step depth estimator (training/stages/one_step.py)
+        self.register_to_config(one_step_depth=bool(one_step_depth))
         self._init_processors()
         # the denoiser view over the two registered UNets; it installs the reference-attention
         # processors unless the UNets carry them already (e.g. a trained module's UNets)
         self.joint_denoiser = JointDenoiser(unet, reference_unet)
+
+    @property
+    def is_one_step_depth(self) -> bool:
+        """True for a model fine-tuned to estimate depth in one deterministic step (``model.kind:
+        one_step_depth``): ``estimate_depth`` then takes that step from zero latents, with no ensemble."""
+        return bool(getattr(self.config, "one_step_depth", False))
+
+    def compile_denoiser(self, **compile_kwargs) -> None:
+        """``torch.compile`` the denoiser UNet (see :meth:`ReferenceNetDenoiser.compile_unet`); the first call
+        of each input size compiles."""
+        self.joint_denoiser.compile_unet(**compile_kwargs)
+
+    def enable_channels_last(self) -> None:
+        """Both UNets' weights in channels-last memory format (faster convolutions on some GPUs; measured
+        slower in fp32 on this project's CPUs, see BENCHMARKS.md)."""
+        for unet in (self.unet, self.reference_unet):
+            unet.to(memory_format=torch.channels_last)
 
     @property
     def is_inpainting_model(self) -> bool:
@@ -109,7 +130,7 @@ class JointPortraitPipeline(PortraitPipelineBase):
         """Run the ReferenceNet once (t = 0) on the references; rows aligned with the denoiser batch
         (``[uncond; cond]`` with guidance)."""
         bank = self.joint_denoiser.encode_reference(refs.latents.to(self.unet.dtype), refs.embeddings)
-        return self.bank_rows(bank, refs, do_cfg)
+        return self.joint_denoiser.prepare_for_sampling(self.bank_rows(bank, refs, do_cfg))
 
     # ----------------------------------------------------------- known domains
     def prepare_known_domains(self, refs: ReferenceInputs, image, depth, depth_valid, rgb_mask, depth_mask,
@@ -149,6 +170,7 @@ class JointPortraitPipeline(PortraitPipelineBase):
 
     # -------------------------------------------------------------------- call
     @torch.no_grad()
+    @device_fixed_per_call
     def __call__(
         self,
         reference_image,
@@ -169,6 +191,7 @@ class JointPortraitPipeline(PortraitPipelineBase):
         output_domains: tuple[str, ...] = DOMAINS,
         output_type: str = "pil",
         return_dict: bool = True,
+        decode_chunk_size: int | None = None,
     ) -> PortraitPipelineOutput | tuple:
         """Sample RGB and depth.
 
@@ -192,11 +215,14 @@ class JointPortraitPipeline(PortraitPipelineBase):
             timestep_spacing: "trailing", "leading" or "linspace" for this call (None: the scheduler's own).
             output_domains: the domains to decode, ("rgb", "depth") or one of them; the other is None.
             output_type: "pil", "np", "pt" or "latent".
+            decode_chunk_size: decode at most this many samples at a time (None: all at once).
         """
         # 1. Check inputs
         self.check_inputs(reference_image, height, width, num_inference_steps, guidance_scale,
                           num_images_per_reference, image, depth, rgb_mask, depth_mask, inpaint_mode, output_type,
                           output_domains, generator)
+        if decode_chunk_size is not None and decode_chunk_size < 1:
+            raise ValueError(f"`decode_chunk_size` must be >= 1 or None, got {decode_chunk_size}")
         height, width = self.resolve_size(height, width, image)
         do_cfg = guidance_scale > 1.0
 
@@ -224,7 +250,7 @@ class JointPortraitPipeline(PortraitPipelineBase):
         latents = denoise(scheduler, latents, predict, known, guidance_scale, generator, self.progress_bar)
 
         # 6. Decode
-        out = self.decode(latents[:, :c], latents[:, c:], output_domains, output_type)
+        out = self.decode(latents[:, :c], latents[:, c:], output_domains, output_type, decode_chunk_size)
         self.maybe_free_model_hooks()
         if not return_dict:
             return out.images, out.depths

@@ -121,10 +121,12 @@ def camera_vertices(model: FaceModel, params: TrackParams) -> torch.Tensor:
 
 
 def landmark_points(model: FaceModel, params: TrackParams) -> torch.Tensor:
-    """The 68 landmarks ``(F, 68, 3)`` in camera space, computed from the landmark rows of the bases only."""
-    idx = model.landmark_indices
-    pts = model.neutral[idx][None] + torch.einsum("fk,kvc->fvc", params.frame_identity(), model.identity_basis[:, idx])
-    pts = pts + torch.einsum("fk,kvc->fvc", params.expression, model.expression_basis[:, idx])  # (F, 68, 3)
+    """The 68 landmarks ``(F, 68, 3)`` in camera space, computed from the landmark rows of the bases only
+    (in the parameters' dtype)."""
+    idx, dtype = model.landmark_indices, params.identity.dtype  # float64 in the landmark stages
+    pts = model.neutral[idx].to(dtype)[None] + torch.einsum("fk,kvc->fvc", params.frame_identity(),
+                                                            model.identity_basis[:, idx].to(dtype))
+    pts = pts + torch.einsum("fk,kvc->fvc", params.expression, model.expression_basis[:, idx].to(dtype))  # (F, 68, 3)
     return model_to_camera(pts, params.rotation, params.translation)
 
 

@@ -80,6 +80,7 @@ class TrackerConfig:
     pose_smoothness: float = 50.0  # per frame step, rad^2 and (cm / 10)^2
     expression_smoothness: float = 2.0
     photometric_weight: float = 10000.0
+    photometric_landmark_scale: float = 0.1  # landmark term's weight in the photometric stage, relative
     albedo_smoothness: float = 2000.0
     learning_rate: float = 0.01
     diverged_error: float = 0.15  # median landmark error / inter-ocular distance that counts as diverged
@@ -115,11 +116,12 @@ def rigid_init(model: FaceModel, landmarks: np.ndarray, height: int, width: int,
 
 
 def _landmark_terms(model: FaceModel, params: TrackParams, landmarks: torch.Tensor, weights: torch.Tensor,
-                    height: int, width: int, config: TrackerConfig) -> torch.Tensor:
-    """The landmark, prior and smoothness energy, normalised by the number of landmark observations."""
+                    height: int, width: int, config: TrackerConfig, landmark_scale: float = 1.0) -> torch.Tensor:
+    """The landmark (times ``landmark_scale``), prior and smoothness energy, normalised by the number of landmark
+    observations."""
     unit = max(height, width) / 256.0
     pred = project(landmark_points(model, params), params.intrinsics(height, width))  # (F, 68, 2)
-    energy = landmark_energy(pred / unit, landmarks / unit, weights, config.landmark_sigma)
+    energy = landmark_scale * landmark_energy(pred / unit, landmarks / unit, weights, config.landmark_sigma)
     energy = energy + config.identity_prior * gaussian_prior(params.identity)
     energy = energy + config.expression_prior * gaussian_prior(params.expression)
     energy = energy + config.pose_smoothness * (temporal_smoothness(params.rotation)
@@ -131,7 +133,11 @@ def _landmark_terms(model: FaceModel, params: TrackParams, landmarks: torch.Tens
 
 def fit_landmarks(model: FaceModel, params: TrackParams, landmarks: torch.Tensor, height: int, width: int,
                   config: TrackerConfig, *, shape: bool, steps: int, progress: Progress | None = None) -> float:
-    """L-BFGS on the landmark energy over pose (and identity + expression when ``shape``).
+    """L-BFGS on the landmark energy over pose (and identity + expression when ``shape``), in float64.
+
+    One L-BFGS run of at most ``steps`` iterations (strong Wolfe line search). Float64 matters: in float32
+    the energy's changes near a minimum fall below its rounding, the line search fails, and L-BFGS stops
+    moving (the energy then stalled at its start value on real faces).
 
     The focal length stays at its prior here: it is stiff against the translation (a 15 % change of
     focal at a fixed distance rescales the whole face), which stalls the line search; the
@@ -140,27 +146,29 @@ def fit_landmarks(model: FaceModel, params: TrackParams, landmarks: torch.Tensor
     Updates ``params`` in place; returns the final energy.
     """
     names = ["rotation", "translation"] + (["identity", "expression"] if shape else [])
-    variables = [getattr(params, n).requires_grad_(True) for n in names]
-    optimizer = torch.optim.LBFGS(variables, lr=1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
-    weights = landmark_weights(config)
+    work = TrackParams(**{k: v.detach().double() if k != "albedo" else v for k, v in params.tensors().items()})
+    variables = [getattr(work, n).requires_grad_(True) for n in names]
+    optimizer = torch.optim.LBFGS(variables, lr=1.0, max_iter=steps, max_eval=2 * steps, history_size=20,
+                                  tolerance_grad=1e-10, tolerance_change=1e-12, line_search_fn="strong_wolfe")
+    weights = landmark_weights(config).double()
+    target = landmarks.double()
+    bar = progress(f"{'shape' if shape else 'rigid'} (landmarks)", 2 * steps) if progress else None
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        energy = _landmark_terms(model, params, landmarks, weights, height, width, config)
+        energy = _landmark_terms(model, work, target, weights, height, width, config)
         energy.backward()
-        return energy
-
-    bar = progress(f"{'shape' if shape else 'rigid'} (landmarks)", steps) if progress else None
-    energy = float("nan")
-    for _ in range(steps):
-        energy = float(optimizer.step(closure).detach())
         if bar is not None:
             bar.update(1)
+        return energy
+
+    optimizer.step(closure)
     if bar is not None:
         bar.close()
-    for v in variables:
-        v.requires_grad_(False)
-    return energy
+    with torch.no_grad():
+        for n in names:
+            getattr(params, n).copy_(getattr(work, n).detach())
+        return float(_landmark_terms(model, work, target, weights, height, width, config))
 
 
 def render_shading(model: FaceModel, params: TrackParams, triangles: torch.Tensor, K: torch.Tensor, height: int,
@@ -230,7 +238,8 @@ def fit_photometric(model: FaceModel, params: TrackParams, frames: torch.Tensor,
             optimizer.zero_grad()
             rendered, mask = render_shading(model, params, triangles, params.intrinsics(height, width, scale), h, w)
             error = photometric_error(rendered, target, mask)
-            energy = _landmark_terms(model, params, landmarks, weights, height, width, config)
+            energy = _landmark_terms(model, params, landmarks, weights, height, width, config,
+                                     config.photometric_landmark_scale)
             energy = energy + config.photometric_weight * error / NUM_LANDMARKS
             energy = energy + config.albedo_smoothness * edge_smoothness(params.albedo, edges) / NUM_LANDMARKS
             energy.backward()

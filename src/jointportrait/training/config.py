@@ -59,8 +59,11 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     # training stage (training.stages.STAGES): the joint model (stage 1 or 2 by in_channels), the VAE, a baseline
-    kind: Literal["joint", "vae", "image_to_depth", "depth_to_image", "concat_reference", "motion"] = "joint"
-    base: str = "tiny"  # "tiny" or a local SD 1.5 folder / single-file checkpoint
+    kind: Literal["joint", "vae", "base", "image_to_depth", "depth_to_image", "concat_reference", "one_step_depth",
+                  "motion"] = "joint"
+    # "tiny" (random tiny SD layout), "mini" (random layout of the shipped base, models/mini_sd.py; for
+    # model.kind vae / base), or a local SD 1.5 folder / single-file checkpoint (the shipped base is one)
+    base: str = "tiny"
     tiny_seed: int = 0
     init_from: str | None = None  # stage 2: a stage-1 run folder (final/ or latest checkpoint) or model folder
     in_channels: Literal[8, 18] = 8  # 8 = stage 1, 18 = inpainting fine-tune (stage 2)
@@ -72,6 +75,7 @@ class ModelConfig:
     image_encoder: str | None = None
     vae_levels: int = 3  # model.kind vae with base tiny: resolutions of the new autoencoder (3: 64 px -> 16)
     vae_train_encoder: bool = True  # model.kind vae: False fine-tunes the decoder only (keeps SD's latent space)
+    vae_train_depth: bool = True  # model.kind vae: False trains on RGB images only (as SD's VAE was)
     # model.kind motion (stage 3): a MotionAdapter folder or an AnimateDiff checkpoint; None: the init_from
     # model's motion_adapter/ when it has one, else a new adapter with zero output (starts as the image model)
     motion_adapter: str | None = None
@@ -104,6 +108,9 @@ class TrainConfig:
     gradient_accumulation_steps: int = 8
     max_steps: int = 30_000  # optimizer steps
     max_minutes: float | None = None  # also stop (checkpoint, export) after this many minutes of this process's loop
+    # also stop (checkpoint, export) at this step, the LR schedule still spanning max_steps: repeats a run that
+    # train.max_minutes stopped early, on any machine
+    stop_at_step: int | None = None
     checkpoint_every: int = 1000
     checkpoints_total_limit: int = 3  # keep the last K complete checkpoints
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -236,6 +243,7 @@ def _validate(cfg: RunConfig) -> RunConfig:
         (cfg.train.batch_size >= 1, "train.batch_size: expected >= 1"),
         (cfg.train.gradient_accumulation_steps >= 1, "train.gradient_accumulation_steps: expected >= 1"),
         (cfg.train.max_steps >= 1, "train.max_steps: expected >= 1"),
+        (cfg.train.stop_at_step is None or cfg.train.stop_at_step >= 1, "train.stop_at_step: expected >= 1"),
         (cfg.train.checkpoint_every >= 1, "train.checkpoint_every: expected >= 1"),
         (cfg.train.checkpoints_total_limit >= 1, "train.checkpoints_total_limit: expected >= 1"),
         (0.0 <= cfg.train.reference_dropout < 1.0, "train.reference_dropout: expected a value in [0, 1)"),

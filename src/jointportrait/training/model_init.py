@@ -23,6 +23,7 @@ from jointportrait.loading import (
     joint_components_from_base,
     load_base_components,
     load_joint_components,
+    mini_base_components,
     resolve_image_encoder,
     tiny_base_components,
 )
@@ -53,13 +54,18 @@ def load_vae(path: str | Path) -> AutoencoderKL:
 
 
 def build_base_components(cfg: RunConfig) -> BaseComponents:
-    """Base SD components (``model.base``: ``tiny`` or a local SD 1.5), with ``model.vae`` swapped in if given."""
+    """Base SD components (``model.base``: ``tiny``, ``mini`` or a local SD 1.5 folder such as the shipped
+    base), with ``model.vae`` swapped in if given."""
     m = cfg.model
     vae = load_vae(m.vae) if m.vae is not None else None
     if m.base == "tiny":
         factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
         base = tiny_base_components(seed=m.tiny_seed, sample_size=cfg.data.resolution // factor)
         if m.image_encoder is not None:  # the tiny model has none of its own; no warning unless one is asked for
+            base = resolve_image_encoder(base, m.image_encoder, "model.image_encoder")
+    elif m.base == "mini":
+        base = mini_base_components(seed=m.tiny_seed, image_size=cfg.data.resolution, vae=vae)
+        if m.image_encoder is not None:
             base = resolve_image_encoder(base, m.image_encoder, "model.image_encoder")
     else:
         base = load_base_components(m.base, m.image_encoder)

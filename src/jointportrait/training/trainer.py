@@ -174,7 +174,8 @@ def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dat
                     disable=not accelerator.is_local_main_process)
     losses: list[float] = []
     deadline = None if cfg.train.max_minutes is None else time.monotonic() + 60.0 * cfg.train.max_minutes
-    while state.step < cfg.train.max_steps:
+    last_step = min(cfg.train.max_steps, cfg.train.stop_at_step or cfg.train.max_steps)
+    while state.step < last_step:
         if deadline is not None and _out_of_time(accelerator, deadline):
             logger.info("train.max_minutes reached at step %d: stopping early", state.step)
             save_checkpoint(accelerator, output_dir, state.step, cfg.train.checkpoints_total_limit, states)
@@ -230,7 +231,7 @@ def _train(cfg: RunConfig, output_dir: str | Path, resume_from: Path | None, dat
             accelerator.log({"loss": loss, "loss_rgb": float(totals[1]), "loss_depth": float(totals[2]),
                              "lr": lr_scheduler.get_last_lr()[0], "samples_per_second": samples / elapsed},
                             step=state.step)
-        if state.step % cfg.train.checkpoint_every == 0 or state.step == cfg.train.max_steps:
+        if state.step % cfg.train.checkpoint_every == 0 or state.step == last_step:
             save_checkpoint(accelerator, output_dir, state.step, cfg.train.checkpoints_total_limit, states)
         if stage.validates and cfg.validation.every and state.step % cfg.validation.every == 0:
             _validate(accelerator, cfg, stage, model, ema, val_dataset, state.step, output_dir)
@@ -269,7 +270,8 @@ def _validate(accelerator, cfg: RunConfig, stage: TrainingStage, model, ema, val
             tracker = accelerator.get_tracker("tensorboard", unwrap=True)
             with accelerator.autocast():
                 run_validation(pipe, samples, step, output_dir, cfg.validation.num_inference_steps,
-                               cfg.validation.guidance_scale, cfg.validation.seed, tensorboard_writer=tracker)
+                               cfg.validation.guidance_scale, cfg.validation.seed, tensorboard_writer=tracker,
+                               grid_fn=stage.validation_grid)
         finally:
             inner.train()
             if ema is not None:

@@ -39,6 +39,7 @@ class VAETrainingModule(torch.nn.Module):
     def __init__(self, vae: AutoencoderKL, train_encoder: bool = True) -> None:
         super().__init__()
         self.vae = vae
+        self.train_encoder = train_encoder
         if not train_encoder:
             for module in (vae.encoder, vae.quant_conv):
                 if module is not None:
@@ -61,7 +62,8 @@ class VAETrainingModule(torch.nn.Module):
         return recon, kl
 
     def scaling_factor(self) -> float:
-        if float(self.latent_std_count) == 0:
+        """1 / latent std; a frozen encoder keeps its latent space, and so its scaling factor."""
+        if not self.train_encoder or float(self.latent_std_count) == 0:
             return float(self.vae.config.scaling_factor)
         std = float(self.latent_std_ema) / (1.0 - STD_DECAY ** float(self.latent_std_count))
         return 1.0 / max(std, 1e-6)
@@ -85,15 +87,16 @@ def tiny_vae(levels: int = 3, seed: int = 0, sample_size: int = 64) -> Autoencod
 
 def vae_loss(model: torch.nn.Module, vae, scheduler, batch: dict[str, torch.Tensor], image_encoder=None,
              reference_dropout: float = 0.0, prediction_type=None, generator=None,
-             kl_weight: float = KL_WEIGHT) -> VAELoss:
-    """Reconstruction + KL loss on ``batch["image"]`` (B, 3, H, W) and ``batch["depth"]`` (B, 1, H, W)."""
+             kl_weight: float = KL_WEIGHT, with_depth: bool = True) -> VAELoss:
+    """Reconstruction + KL loss on ``batch["image"]`` (B, 3, H, W) and, with ``with_depth``, on
+    ``batch["depth"]`` (B, 1, H, W); without it ``loss_depth`` is reported as 0 (RGB-only, as SD's VAE)."""
     images = batch["image"]
-    depth = batch["depth"].expand(-1, 3, -1, -1)
-    x = torch.cat([images, depth])  # (2B, 3, H, W)
+    x = torch.cat([images, batch["depth"].expand(-1, 3, -1, -1)]) if with_depth else images  # (2B or B, 3, H, W)
     recon, kl = model(x)
-    err = (recon.float() - x.float()).abs()  # (2B, 3, H, W)
+    err = (recon.float() - x.float()).abs()  # (2B or B, 3, H, W)
     b = images.shape[0]
-    loss_rgb, loss_depth = err[:b].mean(), err[b:].mean()
+    loss_rgb = err[:b].mean()
+    loss_depth = err[b:].mean() if with_depth else loss_rgb.new_zeros(())
     loss = F.l1_loss(recon.float(), x.float()) + kl_weight * kl.float()
     return VAELoss(loss, loss_rgb.detach(), loss_depth.detach())
 

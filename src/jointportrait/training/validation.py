@@ -63,9 +63,10 @@ def validation_grid(pipe, samples: list[dict], num_inference_steps: int, guidanc
 
 
 def run_validation(pipe, samples: list[dict], step: int, output_dir: Path, num_inference_steps: int,
-                   guidance_scale: float, seed: int, tensorboard_writer=None) -> Path:
-    """Write ``output_dir/validation/step-<step>.png`` (and to TensorBoard when a writer is given)."""
-    grid = validation_grid(pipe, samples, num_inference_steps, guidance_scale, seed)
+                   guidance_scale: float, seed: int, tensorboard_writer=None, grid_fn=validation_grid) -> Path:
+    """Write ``output_dir/validation/step-<step>.png`` (and to TensorBoard when a writer is given);
+    ``grid_fn`` draws the grid (default: the joint model's rows, :func:`validation_grid`)."""
+    grid = grid_fn(pipe, samples, num_inference_steps, guidance_scale, seed)
     path = save_image(Path(output_dir) / "validation" / f"step-{step}.png", grid, overwrite=True)
     if tensorboard_writer is not None:
         tensorboard_writer.add_image("validation", grid, step, dataformats="HWC")

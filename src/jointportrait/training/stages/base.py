@@ -16,11 +16,13 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from jointportrait.training.config import RunConfig
 from jointportrait.training.data import build_datasets
+from jointportrait.training.validation import validation_grid
 
 
 class StageLoss(Protocol):
@@ -87,6 +89,11 @@ class TrainingStage(ABC):
     def pipeline(self, model: torch.nn.Module):
         """A pipeline over the unwrapped trained ``model`` and the frozen parts (for validation)."""
         raise NotImplementedError(f"{type(self).__name__} has no sampling pipeline")
+
+    def validation_grid(self, pipe, samples: list[dict], num_inference_steps: int, guidance_scale: float,
+                        seed: int) -> np.ndarray:
+        """The validation image ``(rows * H, columns * W, 3)`` uint8 sampled with :meth:`pipeline`'s ``pipe``."""
+        return validation_grid(pipe, samples, num_inference_steps, guidance_scale, seed)
 
     @abstractmethod
     def export(self, model: torch.nn.Module, out: Path) -> None:
