@@ -86,8 +86,8 @@ class TrackerConfig:
     diverged_error: float = 0.15  # median landmark error / inter-ocular distance that counts as diverged
 
 
-def landmark_weights(config: TrackerConfig) -> torch.Tensor:
-    weights = torch.ones(NUM_LANDMARKS)
+def landmark_weights(config: TrackerConfig, device: torch.device | None = None) -> torch.Tensor:
+    weights = torch.ones(NUM_LANDMARKS, device=device)
     weights[JAW] = config.jaw_weight
     return weights
 
@@ -100,7 +100,7 @@ def rigid_init(model: FaceModel, landmarks: np.ndarray, height: int, width: int,
                focal: float) -> tuple[np.ndarray, np.ndarray]:
     """Rotation ``(F, 3)`` axis-angle and translation ``(F, 3)`` of landmarks ``(F, 68, 2)``: the mean face's
     landmarks posed by EPnP, then refined by Levenberg-Marquardt on the reprojection error."""
-    obj = (model.neutral[model.landmark_indices] @ MODEL_TO_OPENCV.T).double().numpy()  # (68, 3)
+    obj = (model.neutral[model.landmark_indices].cpu() @ MODEL_TO_OPENCV.T).double().numpy()  # (68, 3)
     K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
     rots, trans = [], []
     for pts in landmarks.astype(np.float64):
@@ -150,7 +150,7 @@ def fit_landmarks(model: FaceModel, params: TrackParams, landmarks: torch.Tensor
     variables = [getattr(work, n).requires_grad_(True) for n in names]
     optimizer = torch.optim.LBFGS(variables, lr=1.0, max_iter=steps, max_eval=2 * steps, history_size=20,
                                   tolerance_grad=1e-10, tolerance_change=1e-12, line_search_fn="strong_wolfe")
-    weights = landmark_weights(config).double()
+    weights = landmark_weights(config, landmarks.device).double()
     target = landmarks.double()
     bar = progress(f"{'shape' if shape else 'rigid'} (landmarks)", 2 * steps) if progress else None
 
@@ -193,9 +193,9 @@ def init_albedo(model: FaceModel, params: TrackParams, triangles: torch.Tensor, 
     colour = (frames / shade).reshape(-1, 3)[frags.pixel_index]  # (P, 3)
     corners = triangles[frags.pixel_triangle]  # (P, 3)
     w = frags.pixel_barycentrics.clamp_min(0)  # (P, 3)
-    total = torch.zeros(model.num_vertices, 3).index_add_(0, corners.reshape(-1),
+    total = torch.zeros(model.num_vertices, 3, device=frames.device).index_add_(0, corners.reshape(-1),
                                                           (w[..., None] * colour[:, None]).reshape(-1, 3))
-    weight = torch.zeros(model.num_vertices).index_add_(0, corners.reshape(-1), w.reshape(-1))
+    weight = torch.zeros(model.num_vertices, device=frames.device).index_add_(0, corners.reshape(-1), w.reshape(-1))
     seen = weight > 1e-3
     albedo = torch.where(seen[:, None], total / weight.clamp_min(1e-3)[:, None], colour.mean(0))
     params.albedo.copy_(albedo.clamp(0.0, 1.0))
@@ -220,7 +220,7 @@ def fit_photometric(model: FaceModel, params: TrackParams, frames: torch.Tensor,
     num, height, width, _ = frames.shape
     triangles = model.triangles[model.skin_triangle_mask]  # (T, 3) face skin only: hair, eyes are not modelled
     edges = mesh_edges(triangles)
-    weights = landmark_weights(config)
+    weights = landmark_weights(config, frames.device)
     levels = pyramid_levels(height, width, config)
     finest = levels[-1]
     target_fine = nnf.interpolate(frames.permute(0, 3, 1, 2), size=finest[:2], mode="area").permute(0, 2, 3, 1)
