@@ -100,13 +100,17 @@ def animate_in_page(page, photo: Path, depth_files: list[Path]) -> tuple[dict, d
     page.wait_for_function(f"() => document.querySelectorAll('#animate-driving a[download]').length === "
                            f"{len(depth_files)}", timeout=30_000)  # every file uploaded
     page.locator("#animate-options").get_by_text("options").click()
-    for elem_id, value in (("animate-clip-length", "3"), ("animate-motion-frames", "1"), ("animate-steps", "2")):
-        number = page.locator(f"#{elem_id} input[type=number]")
-        number.wait_for(timeout=10_000)
-        number.fill(value)
-        number.blur()  # the slider takes the typed value
-        page.wait_for_function(f"() => document.querySelector('#{elem_id} input[type=range]').value === '{value}'",
-                               timeout=10_000)
+    page.locator("#animate-steps input[type=number]").wait_for(timeout=10_000)
+    wanted = {"animate-clip-length": "3", "animate-motion-frames": "1", "animate-steps": "2"}
+    for _ in range(3):  # under load the opening accordion may render its sliders again: set until they hold
+        for elem_id, value in wanted.items():
+            number = page.locator(f"#{elem_id} input[type=number]")
+            number.fill(value)
+            number.blur()  # the slider takes the typed value
+        page.wait_for_timeout(1000)
+        if all(page.locator(f"#{e} input[type=range]").input_value() == v for e, v in wanted.items()):
+            break
+    assert {e: page.locator(f"#{e} input[type=range]").input_value() for e in wanted} == wanted
     page.locator("#animate-run").click()
     page.locator("#animate-files a[download='frames.zip']").wait_for(timeout=90_000)
     page.wait_for_function(f"() => ({VIDEO_READY})('animate-video') && ({VIDEO_READY})('animate-depth')",

@@ -15,7 +15,9 @@ After the joint model's stage 2, the demo
    both ways; writes the first held-out animation as an animated GIF for ``index.html``.
 
 LPIPS, FVD, identity similarity and HyperIQA need published network weights that cannot be had
-here; expression and pose error need the tracker on the generated frames (issue 13).
+here; expression and pose error (:mod:`jointportrait.evaluation.facial_motion`) need 68-point
+landmarks of every generated frame (the dlib detector) and a tracker fit per clip, which the demo
+does not run.
 """
 
 from __future__ import annotations
@@ -144,7 +146,8 @@ def evaluate_video(model: Path, clips: Path, out: Path, size: int, cfg: VideoDem
                      f"independent clips (the reference as every clip's motion frames); "
                      f"{cfg.inference_steps} DDIM steps; seeds {list(cfg.seeds)}, the same for both"),
         "not_computed": ("LPIPS, FVD, identity similarity and HyperIQA need published network weights; "
-                         "expression and pose error need the tracker on the generated frames"),
+                         "expression and pose error need landmarks and tracker fits of the generated frames, "
+                         "which the demo does not run"),
         "config": asdict(cfg),
     }
     return metrics, {"animation": figure.name}
