@@ -272,7 +272,8 @@ def create_tiny_joint_model(out: str | Path | None = None, seed: int = 0, with_i
     return pipe
 
 
-def _is_video_folder(path: Path) -> bool:
+def is_video_model_folder(path: Path) -> bool:
+    """Whether ``path`` is a video model folder (its ``model_index.json`` names the video pipeline)."""
     index = path / "model_index.json"
     if not index.is_file():
         return False
@@ -286,7 +287,7 @@ def load_joint_pipeline(path: str | Path, device: str | torch.device = "cpu",
     pipeline over its modules)."""
     path = Path(path)
     _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
-    if _is_video_folder(path):
+    if is_video_model_folder(path):
         return load_video_pipeline(path, device, dtype).image_pipeline()
     check_model_folder(path, ("unet", "reference_unet", "vae", "scheduler", "image_encoder"))
     with model_load_errors(path, JOINT_LAYOUT):
@@ -300,7 +301,7 @@ def load_video_pipeline(path: str | Path, device: str | torch.device = "cpu",
     """Load a saved video model folder (a joint model folder with ``motion_adapter/``), motion weights strictly."""
     path = Path(path)
     _require_subfolders(path, ("model_index.json", "unet", "reference_unet", "vae", "scheduler"), JOINT_LAYOUT)
-    if not _is_video_folder(path) or not (path / "motion_adapter").is_dir():
+    if not is_video_model_folder(path) or not (path / "motion_adapter").is_dir():
         raise MissingPathError(f"{path}: not a video model (no motion_adapter/); make one with "
                                "jointportrait create --video or train stage 3 (model.kind: motion)")
     check_model_folder(path, ("unet", "reference_unet", "vae", "scheduler", "image_encoder", "motion_adapter"))

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from PIL import Image
 
 from jointportrait.cli.main import main
 
@@ -28,6 +29,19 @@ def _check_report(out, capsys):
         assert (out / figure).stat().st_size > 0 and figure in page
     assert "Depth estimation (Table 1)" in printed and "face model:" in printed
     assert (out / "runs" / "stage2" / "final" / "model_index.json").exists()
+    # the video part: stage 3 on synthetic clips, held-out clips animated both ways, Table 3's L1, SSIM, seam score
+    assert (out / "runs" / "stage3" / "final" / "motion_adapter" / "config.json").exists()
+    video = metrics["animation"]
+    assert set(video["rows"]) == {"motion frames", "independent clips"}
+    for row in video["rows"].values():
+        assert 0 <= row["l1"] <= 1 and -1 <= row["ssim"] <= 1 and row["seam_score"] > 0
+        assert row["inner_change"] > 0 and row["boundary_change"] > 0
+    assert video["n_animations"] == video["n_clips"] * len(video["config"]["seeds"]) > 0
+    assert 0 <= video["seam_wins"] <= video["n_animations"]
+    with Image.open(out / "fig_animation.gif") as gif:  # driving depth | ground truth | two animations
+        assert gif.n_frames == video["frames_per_clip"] and gif.width == 4 * gif.height
+    assert "fig_animation.gif" in page and "Animation (paper Table 3" in page
+    assert "Animation (Table 3, self reenactment)" in printed and "| motion frames |" in printed
     return metrics
 
 
@@ -37,7 +51,7 @@ def test_demo_quick_runs_every_stage(tmp_path, capsys, face_model_path):
     metrics = _check_report(out, capsys)
     expected = "ict-facekit-light" if face_model_path is not None else "procedural-head"
     assert metrics["face_model"] == expected
-    assert metrics["steps"]["stage1"] == 2
+    assert metrics["steps"]["stage1"] == 2 and metrics["steps"]["stage3"] == 2
 
 
 def test_demo_bad_arguments_are_one_line_errors(tmp_path, capsys):

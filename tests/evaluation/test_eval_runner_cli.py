@@ -11,9 +11,8 @@ from PIL import Image
 
 from jointportrait.cli.main import main
 from jointportrait.errors import InputError
-from jointportrait.evaluation import i3d, inception
+from jointportrait.evaluation import inception
 from jointportrait.evaluation.depth_metrics import depth_metrics
-from jointportrait.evaluation.i3d import InceptionI3d
 from jointportrait.evaluation.lpips import LPIPS
 from jointportrait.evaluation.runner import (
     DepthItem,
@@ -137,25 +136,6 @@ def test_evaluate_image_with_weights_and_random_feature_fid(tmp_path, monkeypatc
     assert {"l1", "ssim", "lpips", "fid"} <= set(result.mean)
     assert "not comparable" in result.labels["fid"]
     assert "not comparable" in markdown_table("image", [("x", result.mean)], result.labels)
-
-
-def test_evaluate_video_cli_with_fvd(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(i3d, "I3D_INPUT_SIZE", 32)  # keeps the test fast
-    rng = np.random.default_rng(0)
-    for side in ("pred", "gt"):
-        (tmp_path / side).mkdir()
-        for clip in ("c0", "c1"):
-            _write_images(tmp_path / side / clip,
-                          {f"{t:03d}": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for t in range(2)})
-    torch.manual_seed(0)
-    torch.save(InceptionI3d().state_dict(), tmp_path / "i3d.pt")
-    out = tmp_path / "video.json"
-    assert main(["evaluate", "video", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
-                 "--i3d-weights", str(tmp_path / "i3d.pt"), "--out", str(out)]) == 0
-    report = json.loads(out.read_text())
-    assert report["count"] == 2 and np.isfinite(report["mean"]["fvd"])
-    printed = capsys.readouterr().out
-    assert "FVD↓" in printed and "ID similarity omitted" in printed
 
 
 def test_markdown_table_layout():

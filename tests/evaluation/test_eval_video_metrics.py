@@ -10,7 +10,14 @@ from jointportrait.errors import MissingPathError
 from jointportrait.evaluation.fid import frechet_distance_from_features
 from jointportrait.evaluation.i3d import InceptionI3d, _same_pad
 from jointportrait.evaluation.identity import IdentityEncoder, cosine_similarity
-from jointportrait.evaluation.video_metrics import clip_frame_metrics, clip_identity_similarity, fvd
+from jointportrait.evaluation.video_metrics import (
+    clip_frame_metrics,
+    clip_identity_similarity,
+    clip_windows,
+    covariance_warning,
+    fvd,
+    fvd_over_windows,
+)
 
 
 def test_same_padding_matches_tensorflow_rule():
@@ -38,6 +45,33 @@ def test_fvd_is_the_frechet_distance_of_clip_features():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(6, 5)), rng.normal(1.0, 1.0, size=(7, 5))
     assert fvd(a, b) == pytest.approx(frechet_distance_from_features(a, b))
+
+
+def test_fvd_windows_do_not_overlap_and_drop_the_rest():
+    frames = torch.arange(35.0)[:, None, None, None].expand(35, 3, 2, 2)  # frame t holds the value t
+    windows = clip_windows(frames)
+    assert windows.shape == (2, 3, 16, 2, 2)  # frames 0-15 and 16-31; 32-34 are left out
+    assert windows[0, 0, :, 0, 0].tolist() == list(range(16))
+    assert windows[1, 2, :, 1, 1].tolist() == list(range(16, 32))
+    assert clip_windows(frames[:15]).shape[0] == 0
+    assert clip_windows(frames, window=5).shape == (7, 3, 5, 2, 2)
+
+
+def test_fvd_warns_when_the_covariance_is_singular(caplog):
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    # the rule: N samples give a covariance of rank N - 1, singular below D + 1 = 6 samples of 5-d features
+    assert np.linalg.matrix_rank(np.cov(a[:5], rowvar=False)) == 4
+    assert np.linalg.matrix_rank(np.cov(a, rowvar=False)) == 5
+    assert covariance_warning(6, 5) is None and "rank <= 4 < 5" in covariance_warning(5, 5)
+    full = fvd_over_windows(a, b)
+    assert (full.windows, full.feature_dim, full.warning) == (6, 5, None)
+    assert full.value == pytest.approx(frechet_distance_from_features(a, b))
+    with caplog.at_level("WARNING"):
+        few = fvd_over_windows(a[:5], b)
+    assert few.windows == 5 and "singular" in few.warning and "singular" in caplog.text
+    with pytest.raises(ValueError, match="at least 2 windows"):
+        fvd_over_windows(a[:1], b)
 
 
 def test_cosine_similarity_by_hand():

@@ -1,10 +1,13 @@
-"""A real browser (Debian's chromium, driven by Playwright) against ``jointportrait serve --tiny`` on 127.0.0.1.
+"""A real browser (Debian's chromium, driven by Playwright) against ``jointportrait serve --tiny --video`` on
+127.0.0.1.
 
 Depth tab (default suite): upload, depth image, screenshot; a text file renamed ``.png`` (a
-message, the server keeps serving). Editing tab (``-m slow``): the real image editor's upload and
-brush stroke, unchanged pixels outside the regenerated region. After each, SIGTERM must remove the
-server's files. Screenshots are kept in
-``test-artifacts/`` (or ``$JOINTPORTRAIT_TEST_ARTIFACTS``); docs/images/serve_depth.png is one of them.
+message, the server keeps serving). Animation tab (default suite, same server): a reference and a
+synthetic clip's depth maps, the RGB and depth videos play in the browser, screenshot. Editing tab
+(``-m slow``): the real image editor's upload and brush stroke, unchanged pixels outside the
+regenerated region. After each, SIGTERM must remove the server's files. Screenshots are kept in
+``test-artifacts/`` (or ``$JOINTPORTRAIT_TEST_ARTIFACTS``); docs/images/serve_depth.png and
+docs/images/serve_animate.png are two of them.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
 ARTIFACTS = Path(os.environ.get("JOINTPORTRAIT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
 PHOTO_SIDE = 128
 NATURAL_SIZE = "e => e && e.complete && e.naturalWidth > 0 ? [e.naturalWidth, e.naturalHeight] : null"
+VIDEO_READY = "id => { const v = document.querySelector('#' + id + ' video'); return v && v.readyState >= 1; }"
+ANIMATION_FRAMES = 6
 
 
 def chromium() -> str:
@@ -69,6 +74,48 @@ def synthetic_portrait(out: Path, face_model_path) -> Path:
     """A rendered studio portrait (the project's synthetic data; the ICT face when available)."""
     write_dataset(out, load_face_model(face_model_path), SynthConfig(subjects=1, frames_per_subject=1, size=PHOTO_SIDE, seed=2))
     return out / "images" / "s0000_f0000.png"
+
+
+def synthetic_clip_depth(out: Path, face_model_path, frames: int = ANIMATION_FRAMES) -> list[Path]:
+    """The depth maps (``.npy``, camera z) of a rendered synthetic clip (``jointportrait synth --video``)."""
+    write_dataset(out, load_face_model(face_model_path),
+                  SynthConfig(subjects=1, frames_per_subject=frames, size=64, seed=3, video=True, clip_length=frames))
+    return sorted((out / "depth").glob("*.npy"))
+
+
+def video_state(page, elem_id: str) -> dict | None:
+    """What the browser made of a component's video: its duration and size once its metadata loaded."""
+    return page.evaluate(f"""() => {{
+        const v = document.querySelector('#{elem_id} video');
+        return v && v.readyState >= 1 ? {{duration: v.duration, width: v.videoWidth, height: v.videoHeight}} : null;
+    }}""")
+
+
+def animate_in_page(page, photo: Path, depth_files: list[Path]) -> tuple[dict, dict]:
+    """On the animation tab: the reference, the driving depth maps, clips of 3 frames, 2 steps; the two videos'
+    states once the browser has read them."""
+    page.get_by_role("tab", name="Animation").click()
+    page.locator("#animate-reference input[type=file]").set_input_files(str(photo))
+    page.locator("#animate-driving input[type=file]").set_input_files([str(p) for p in depth_files])
+    page.wait_for_function(f"() => document.querySelectorAll('#animate-driving a[download]').length === "
+                           f"{len(depth_files)}", timeout=30_000)  # every file uploaded
+    page.locator("#animate-options").get_by_text("options").click()
+    page.locator("#animate-steps input[type=number]").wait_for(timeout=10_000)
+    wanted = {"animate-clip-length": "3", "animate-motion-frames": "1", "animate-steps": "2"}
+    for _ in range(3):  # under load the opening accordion may render its sliders again: set until they hold
+        for elem_id, value in wanted.items():
+            number = page.locator(f"#{elem_id} input[type=number]")
+            number.fill(value)
+            number.blur()  # the slider takes the typed value
+        page.wait_for_timeout(1000)
+        if all(page.locator(f"#{e} input[type=range]").input_value() == v for e, v in wanted.items()):
+            break
+    assert {e: page.locator(f"#{e} input[type=range]").input_value() for e in wanted} == wanted
+    page.locator("#animate-run").click()
+    page.locator("#animate-files a[download='frames.zip']").wait_for(timeout=90_000)
+    page.wait_for_function(f"() => ({VIDEO_READY})('animate-video') && ({VIDEO_READY})('animate-depth')",
+                           timeout=30_000)
+    return video_state(page, "animate-video"), video_state(page, "animate-depth")
 
 
 def upload_and_wait_for_depth(page, photo: Path) -> list[int]:
@@ -107,7 +154,7 @@ def paint_and_edit(page, photo: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @contextlib.contextmanager
 def served_page(tmp_path: Path, face_model_path):
-    """``jointportrait serve --tiny`` in a subprocess and a chromium page on it: (page, photo, proc).
+    """``jointportrait serve --tiny --video`` in a subprocess and a chromium page on it: (page, photo, proc).
 
     On exit the server gets SIGTERM; it must exit 0 and leave nothing in its TMPDIR.
     """
@@ -116,7 +163,8 @@ def served_page(tmp_path: Path, face_model_path):
     port, log = free_port(), tmp_path / "serve.log"
     url = f"http://127.0.0.1:{port}/"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "jointportrait.cli.main", "serve", "--tiny", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "jointportrait.cli.main", "serve", "--tiny", "--video", "--port",
+                                 str(port)],
                                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "TMPDIR": str(server_tmp)})
     try:
         photo = synthetic_portrait(tmp_path / "synth", face_model_path)  # while the server starts
@@ -137,7 +185,7 @@ def served_page(tmp_path: Path, face_model_path):
     assert list(server_tmp.glob("jointportrait-serve-*")) == []
 
 
-def test_depth_tab_and_a_bad_upload_in_a_real_browser(tmp_path, text_as_png, face_model_path):
+def test_depth_and_animation_tabs_and_a_bad_upload_in_a_real_browser(tmp_path, text_as_png, face_model_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with served_page(tmp_path, face_model_path) as (page, photo, proc):
         assert upload_and_wait_for_depth(page, photo) == [PHOTO_SIDE, PHOTO_SIDE]
@@ -155,6 +203,17 @@ def test_depth_tab_and_a_bad_upload_in_a_real_browser(tmp_path, text_as_png, fac
 
         page.reload()  # the same server still answers, with a new result
         assert upload_and_wait_for_depth(page, photo) == [PHOTO_SIDE, PHOTO_SIDE]
+
+        # the animation tab (the model has motion modules): H.264 videos that chromium reads
+        depth_files = synthetic_clip_depth(tmp_path / "clip", face_model_path)
+        rgb, depth = animate_in_page(page, photo, depth_files)
+        size = 64  # the tiny model's native size
+        assert rgb["width"] == depth["width"] == size and rgb["height"] == depth["height"] == size
+        assert rgb["duration"] == pytest.approx(ANIMATION_FRAMES / 25, abs=0.05)
+        summary = page.locator("#animate-summary").inner_text()
+        assert f"{ANIMATION_FRAMES} frames in 2 clips of 3 (1 motion frame)" in summary and "seam score" in summary
+        page.wait_for_timeout(500)  # the videos draw a frame
+        page.screenshot(path=str(ARTIFACTS / "serve_animate_tab.png"), full_page=True)
 
 
 @pytest.mark.slow  # the image editor's canvas is slow in software-rendered headless chromium (20-40 s)

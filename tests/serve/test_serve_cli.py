@@ -38,6 +38,8 @@ def test_missing_extra_is_one_line_naming_it(capsys, monkeypatch):
     (["--tiny", "--max-upload-mb", "-1"], "--max-upload-mb must be positive, got -1.0"),
     (["--tiny", "--device", "cuda"], "--device: CUDA was asked for but no GPU is available"),
     (["--model", "no/such/model"], "no/such/model: no such folder"),
+    (["--model", "no/such/model", "--video"], "--video goes with --tiny (a model folder with motion_adapter/ is a "
+                                              "video model already)"),
 ])
 def test_bad_options_are_one_line_and_leave_no_files(capsys, monkeypatch, tmp_path, argv, message):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))

@@ -86,7 +86,23 @@ def test_tracker_on_the_real_scan(scan, clip, face_model_path):
     torch.manual_seed(0)
     run = track_scan_clip(model, clip, landmarks, TrackerConfig(photometric=False))
     assert run.diverged is None and run.errors.coverage.min() > 0.9
-    assert run.errors.mean < 0.75 * constant  # the old float32 line search stalled here at 0.77-0.8 x constant
+    assert run.errors.mean < 0.65 * constant  # the old float32 line search stalled here at 0.77-0.8 x constant
     assert run.errors.mean > floor  # the floor is a floor
+    # one dlib prediction per frame instead of the mean over 16 jittered boxes: measured 0.0163 vs 0.0125 here
+    single = track_scan_clip(model, clip, detect_landmarks(clip.frames, box_samples=1),
+                             TrackerConfig(photometric=False))
+    assert run.errors.mean < 0.85 * single.errors.mean
     # a depth map that is the true one scores zero, whatever its scale and offset
     assert depth_errors(clip, 2.0 * clip.depth + 3.0, clip.coverage).mean < 1e-6
+
+
+def test_photometric_stage_corrects_the_pose_on_the_real_scan(clip, face_model_path):
+    # detected landmarks disagree with the model's landmark vertices by several pixels on a real face; the
+    # photometric stage (defaults: free pose steps, landmark weight 0.02) pulls the fit back to the image.
+    # Measured here: 0.0125 landmark stages only, 0.0102 with the photometric settings before issue 19, 0.0061 now
+    model = load_face_model(face_model_path)
+    landmarks = detect_landmarks(clip.frames)
+    landmark_only = track_scan_clip(model, clip, landmarks, TrackerConfig(photometric=False))
+    full = track_scan_clip(model, clip, landmarks, TrackerConfig())
+    assert full.diverged is None
+    assert full.errors.mean < 0.6 * landmark_only.errors.mean

@@ -4,11 +4,13 @@ Landmarks are the true landmark vertices projected with the clip's stored
 parameters, plus 1.5 px (at 256 px) Gaussian noise; depth is compared after
 a least-squares scale and shift over the true skin mask. The full tracker is
 compared with the same fit without the photometric stage and without the
-shared identity. Measured here (procedural head, 8 frames at 96 px): AbsRel
-0.0025 full, 0.0027 without the photometric stage (0.0048 and 0.0090 before
-the landmark stages ran L-BFGS in float64: the float32 line search stalled,
-and the photometric stage's Adam made up for it); docs/TRACKING.md has the
-ICT figures.
+shared identity. Here the landmarks are exact up to noise, so the comparison
+uses the photometric settings that trust them (``LANDMARK_TRUSTING``, the
+defaults before issue 19): AbsRel 0.0025 full, 0.0027 without the photometric
+stage (procedural head, 8 frames at 96 px). The defaults let the photometric
+stage move the pose far from the landmarks, which real detections need (the
+real-scan test, docs/TRACKING.md) and which costs accuracy on the model's own
+renders: 0.0044 here, still within the bound.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from jointportrait.tracking import TrackerConfig, track_clip
 from jointportrait.tracking.evaluation import evaluate_track, load_synthetic_clip
 
 ABS_REL_BOUND = 0.007
+LANDMARK_TRUSTING = dict(photometric_pose_rate=1.0, photometric_landmark_scale=0.1, photometric_steps=(40, 30, 20))
 CLEAN_LANDMARK_BOUND_PX = 0.5  # at 96 px; the noise itself is 0.56 px per coordinate
 
 
@@ -32,13 +35,15 @@ def clip(synthetic_video):
 @pytest.fixture(scope="module")
 def fits(clip):
     model = load_face_model("procedural")
-    configs = {"full": TrackerConfig(), "no_photometric": TrackerConfig(photometric=False),
-               "per_frame_identity": TrackerConfig(shared_identity=False)}
+    configs = {"default": TrackerConfig(), "full": TrackerConfig(**LANDMARK_TRUSTING),
+               "no_photometric": TrackerConfig(photometric=False),
+               "per_frame_identity": TrackerConfig(shared_identity=False, **LANDMARK_TRUSTING)}
     return {name: track_clip(model, clip.frames, clip.landmarks, cfg) for name, cfg in configs.items()}
 
 
-def test_tracked_depth_matches_truth(clip, fits):
-    result = fits["full"]
+@pytest.mark.parametrize("name", ["default", "full"])
+def test_tracked_depth_matches_truth(clip, fits, name):
+    result = fits[name]
     assert result.diverged is None
     abs_rel, clean_error = evaluate_track(clip, result)
     assert abs_rel < ABS_REL_BOUND

@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from jointportrait.appearance.sh_lighting import irradiance
 from jointportrait.errors import InputError, MissingPathError
-from jointportrait.tracking.landmarks import interocular_distance, load_landmarks
+from jointportrait.tracking.landmarks import box_averaged_landmarks, interocular_distance, load_landmarks
 from jointportrait.tracking.losses import mesh_edges, temporal_smoothness
 from jointportrait.tracking.params import TrackParams, axis_angle_to_matrix, project
 
@@ -74,3 +74,34 @@ def test_landmark_files(tmp_path):
         load_landmarks(tmp_path / "broken.json")
     with pytest.raises(MissingPathError, match="missing.npy"):
         load_landmarks(tmp_path / "missing.npy")
+
+
+class _BoxFollowingPredictor:
+    """A 68-point predictor whose points follow its box by half the box's offset from the face's true box
+    (as a regression cascade started in the box does): averaging over jittered boxes should cancel that."""
+
+    true_box = np.array([40.0, 50.0, 140.0, 150.0])
+
+    def __init__(self) -> None:
+        self.truth = np.random.default_rng(3).uniform(50, 140, (68, 2))
+        self.calls = 0
+
+    def landmarks(self, image, box):
+        self.calls += 1
+        box = np.asarray(box)
+        offset = (box[:2] + box[2:]) / 2 - (self.true_box[:2] + self.true_box[2:]) / 2
+        return (self.truth + 0.5 * offset).astype(np.float32)
+
+
+def test_box_averaged_landmarks_cancel_box_dependent_error():
+    predictor = _BoxFollowingPredictor()
+    image = np.zeros((200, 200, 3), np.uint8)
+    off_box = tuple(predictor.true_box + np.array([6.0, -4.0, 6.0, -4.0]))  # the detector's box is 6, -4 px off
+    single = box_averaged_landmarks(predictor, image, off_box, samples=1, jitter=0.0)
+    np.testing.assert_allclose(single - predictor.truth, np.broadcast_to([3.0, -2.0], (68, 2)), atol=1e-4)
+    # zero-mean jitter: the mean of the predictions is the prediction of the mean box, up to sampling noise
+    mean = box_averaged_landmarks(predictor, image, tuple(predictor.true_box), samples=400, jitter=0.05, seed=1)
+    assert predictor.calls == 401
+    assert np.abs(mean - predictor.truth).max() < 0.5 * 0.05 * 100 * 3 / np.sqrt(400) + 1e-6
+    again = box_averaged_landmarks(predictor, image, tuple(predictor.true_box), samples=400, jitter=0.05, seed=1)
+    np.testing.assert_array_equal(mean, again)  # reproducible from its seed

@@ -37,10 +37,10 @@ from jointportrait.data.manifest import MANIFEST_NAME
 from jointportrait.errors import InputError, MissingPathError
 from jointportrait.evaluation.seams import SeamScore, seam_score
 from jointportrait.face_models import FACE_MODELS, FaceModel, load_face_model
-from jointportrait.io import load_depth
+from jointportrait.io import colorize_depth, load_depth, save_depth_npy, save_image
 from jointportrait.tracking.params import TrackParams
 from jointportrait.tracking.tracker import render_fit
-from jointportrait.tracking.video import DEFAULT_FPS, FRAME_SUFFIXES, read_frames
+from jointportrait.tracking.video import DEFAULT_FPS, FRAME_SUFFIXES, read_frames, write_video
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +133,7 @@ def estimate_driving_depth(image_pipe, path: str | Path, num_frames: int | None 
                            progress: Callable[[int], None] | None = None) -> DrivingDepth:
     """The depth of every frame of a video or frame folder, estimated by ``image_pipe`` (the same model's
     image pipeline, Sec. 5.3; each frame is its own reference) at the model's native size."""
-    frames, fps = read_frames(path)
-    frames = frames[:num_frames] if num_frames is not None else frames
+    frames, fps = read_frames(path, max_frames=num_frames)
     size = native_resolution(image_pipe)
     depths, valid = [], []
     for i, frame in enumerate(frames):
@@ -254,3 +253,48 @@ def animate(pipe, reference: PIL.Image.Image, driving: DrivingDepth, *, clip_len
     seam = seam_score(out.images, out.clip_starts) if len(out.images) > 1 else SeamScore(
         float("nan"), float("nan"), float("nan"), 0)
     return Animation(out.images, out.depths, out.clip_starts, seam, seconds)
+
+
+def rgb_frames(animation: Animation) -> np.ndarray:
+    """The RGB frames ``(N, H, W, 3)`` as uint8 (what ``NNNN_rgb.png`` holds)."""
+    return (np.clip(animation.images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def depth_frames(animation: Animation) -> np.ndarray:
+    """The depth frames ``(N, H, W, 3)`` as uint8 colour maps (TURBO over [0, 1], near = warm)."""
+    return np.stack([colorize_depth(depth, lo=0.0, hi=1.0) for depth in animation.depths])
+
+
+@dataclass
+class AnimationFiles:
+    """What :func:`write_animation` wrote: ``frames/NNNN_rgb.png``, ``frames/NNNN_depth.npy`` and the video."""
+
+    rgb: list[Path]
+    depth: list[Path]
+    video: Path  # animation.mp4 (animation.gif when libx264 is missing)
+
+
+def animation_paths(out: Path, num_frames: int) -> list[Path]:
+    """Every path :func:`write_animation` may write into ``out`` for ``num_frames`` frames."""
+    paths = [out / "animation.mp4", out / "animation.gif"]
+    for i in range(num_frames):
+        paths += [out / "frames" / f"{i:04d}_rgb.png", out / "frames" / f"{i:04d}_depth.npy"]
+    return paths
+
+
+def write_animation(out: str | Path, animation: Animation, fps: float = DEFAULT_FPS,
+                    overwrite: bool = False) -> AnimationFiles:
+    """Write ``out/frames/NNNN_rgb.png``, ``out/frames/NNNN_depth.npy`` and ``out/animation.mp4`` (RGB and the
+    colour-mapped depth side by side; ``.gif`` if libx264 is missing), as ``jointportrait animate`` does."""
+    out = Path(out)
+    frames_dir = out / "frames"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    rgb, colored = rgb_frames(animation), depth_frames(animation)
+    rgb_paths, depth_paths = [], []
+    for i, (image, depth) in enumerate(zip(rgb, animation.depths)):
+        rgb_paths.append(save_image(frames_dir / f"{i:04d}_rgb.png", image, overwrite=overwrite))
+        depth_paths.append(save_depth_npy(frames_dir / f"{i:04d}_depth.npy", depth, overwrite=overwrite))
+    for stale in (out / "animation.mp4", out / "animation.gif"):
+        stale.unlink(missing_ok=True)  # overwrite: the writer may fall back to the other format
+    video = write_video(out / "animation.mp4", np.concatenate([rgb, colored], axis=2), fps)  # (N, H, 2W, 3)
+    return AnimationFiles(rgb_paths, depth_paths, video)

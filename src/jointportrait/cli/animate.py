@@ -67,28 +67,25 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError(f"--reference {args.reference}: no such image file")
 
 
-def output_paths(out: Path, num_frames: int) -> list[Path]:
-    paths = [out / "animation.mp4", out / "animation.gif", out / "run.json"]
-    for i in range(num_frames):
-        paths += [out / "frames" / f"{i:04d}_rgb.png", out / "frames" / f"{i:04d}_depth.npy"]
-    return paths
-
-
 def _finite(value):
     """JSON has no NaN: an undefined score is null."""
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
     from diffusers.utils import logging as diffusers_logging
     from tqdm import tqdm
 
-    from jointportrait.applications.animation import animate, driving_kind, load_driving
-    from jointportrait.io import colorize_depth, load_image, save_depth_npy, save_image
+    from jointportrait.applications.animation import (
+        animate,
+        animation_paths,
+        driving_kind,
+        load_driving,
+        write_animation,
+    )
+    from jointportrait.io import load_image
     from jointportrait.loading import load_video_pipeline
-    from jointportrait.tracking.video import write_video
 
     _check(args)
     model, output = ModelOptions.from_args(args), OutputOptions.from_args(args)
@@ -107,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                                estimation_steps=args.estimation_steps, generator=model.generator(),
                                progress=lambda done: bar.update(done - bar.n))
     timings["driving_s"] = time.perf_counter() - start
-    check_outputs_free(output_paths(output.out, len(driving)), output.overwrite)
+    check_outputs_free([*animation_paths(output.out, len(driving)), output.out / "run.json"], output.overwrite)
 
     with tqdm(total=len(driving), desc="animate", unit="frame") as bar:
         try:
@@ -122,17 +119,7 @@ def run(args: argparse.Namespace) -> int:
     timings["seconds_per_frame"] = result.seconds / len(driving)
 
     start = time.perf_counter()
-    frames_dir = output.out / "frames"
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    side_by_side = []
-    for i, (image, depth) in enumerate(zip(result.images, result.depths)):
-        rgb = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
-        save_image(frames_dir / f"{i:04d}_rgb.png", rgb, overwrite=output.overwrite)
-        save_depth_npy(frames_dir / f"{i:04d}_depth.npy", depth, overwrite=output.overwrite)
-        side_by_side.append(np.concatenate([rgb, colorize_depth(depth, lo=0.0, hi=1.0)], axis=1))
-    for stale in (output.out / "animation.mp4", output.out / "animation.gif"):
-        stale.unlink(missing_ok=True)  # --overwrite: the writer may fall back to the other format
-    video_path = write_video(output.out / "animation.mp4", np.stack(side_by_side), args.fps)
+    video_path = write_animation(output.out, result, args.fps, overwrite=output.overwrite).video
     timings["write_s"] = time.perf_counter() - start
 
     record = {

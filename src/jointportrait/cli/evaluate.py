@@ -12,7 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from jointportrait.cli.options import parse_device
+from jointportrait.cli.detection import add_detection_arguments
+from jointportrait.cli.options import add_face_model_argument, parse_device
 from jointportrait.errors import InputError
 
 TASKS = ("depth", "image", "video")
@@ -21,7 +22,9 @@ TASKS = ("depth", "image", "video")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", choices=TASKS, help="depth (Table 1), image (Table 2) or video (Table 3)")
     parser.add_argument("--pred", type=Path, required=True, help="folder of predictions (clip folders for video)")
-    parser.add_argument("--gt", type=Path, required=True, help="folder of ground truth, matched by name")
+    parser.add_argument("--gt", type=Path, default=None,
+                        help="folder of ground truth, matched by name (required for depth and image; video: the "
+                             "ground-truth clips of self reenactment)")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--method", default=None, help="row name in the printed table (default: --pred's name)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -51,21 +54,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     weights.add_argument("--face-descriptor", action="store_true",
                          help="video: also ID similarity with dlib's 128-d face descriptor (the faces extra; no "
                               "weights to give)")
-    parser.add_argument("--reference", type=Path, default=None,
-                        help="video: folder of identity reference images <clip>.png (default: ground-truth frames)")
+    weights.add_argument("--iqa-weights", type=Path, default=None,
+                         help="video: HyperIQA weights in the authors' layout (koniq_pretrained.pkl): image quality")
+    video = parser.add_argument_group("video (Table 3)")
+    video.add_argument("--reference", type=Path, default=None,
+                       help="folder of identity reference images <clip>.png (default: ground-truth frames)")
+    video.add_argument("--driving", type=Path, default=None,
+                       help="folder of driving clips (frames), matched by name: expression and pose error of "
+                            "cross reenactment (the faces extra)")
+    video.add_argument("--fvd-window", type=int, default=None,
+                       help="FVD: frames per non-overlapping window (default 16)")
+    video.add_argument("--iqa-crops", type=int, default=None,
+                       help="image quality: fixed 224 px crops per frame (default 10, as the authors' demo)")
+    video.add_argument("--clip-length", type=int, default=None,
+                       help="seam score of frame folders: a new generated clip starts every N frames (animate "
+                            "output folders carry their clip starts in run.json)")
+    add_face_model_argument(video)
+    video.add_argument("--no-photometric", action="store_true",
+                       help="expression/pose: fit landmarks only (faster; default: the full tracker of track)")
+    add_detection_arguments(video)
+
+
+# video-only options and their defaults: any other value is an error for depth and image
+VIDEO_ONLY = {"reference": None, "driving": None, "face_descriptor": False, "iqa_weights": None,
+              "fvd_window": None, "iqa_crops": None,
+              "clip_length": None, "face_model": None, "no_photometric": False, "face_index": 0, "detector": "hog",
+              "no_smoothing": False}
+
+
+def _video_options(args: argparse.Namespace, device):
+    from jointportrait.evaluation.video_evaluation import VideoEvaluationOptions
+    from jointportrait.tracking.stages import TrackerConfig
+
+    defaults = {k: v for k, v in (("fvd_window", args.fvd_window), ("iqa_crops", args.iqa_crops)) if v is not None}
+    return VideoEvaluationOptions(
+        lpips_weights=args.lpips_weights, lpips_net=args.lpips_net, lpips_backbone=args.lpips_backbone,
+        i3d_weights=args.i3d_weights, identity_model=args.identity_model, face_descriptor=args.face_descriptor,
+        iqa_weights=args.iqa_weights, clip_length=args.clip_length, face_model=args.face_model,
+        tracker=TrackerConfig(photometric=not args.no_photometric), detector=args.detector,
+        face_index=args.face_index, smoothing=not args.no_smoothing, device=device, progress=True, **defaults)
 
 
 def run(args: argparse.Namespace) -> int:
     from jointportrait.evaluation import runner
-    from jointportrait.evaluation.tables import markdown_table
+    from jointportrait.evaluation.tables import METRIC_NAMES, markdown_table
     from jointportrait.io import check_writable
 
     out = check_writable(args.out, args.overwrite)
     device = parse_device(args.device)
     if args.task != "depth" and args.mask is not None:
         raise InputError("--mask applies to depth evaluation only")
-    if args.task != "video" and args.face_descriptor:
-        raise InputError("--face-descriptor applies to video evaluation only")
+    if args.task != "video":
+        for dest, default in VIDEO_ONLY.items():
+            if getattr(args, dest) != default:
+                raise InputError(f"--{dest.replace('_', '-')} applies to video evaluation only")
+        if args.gt is None:
+            raise InputError(f"--gt is required for {args.task} evaluation")
     if args.pred_kind == "disparity" and args.alignment != "disparity":
         raise InputError("--pred-kind disparity needs --alignment disparity")
     if args.task == "depth":
@@ -77,16 +121,21 @@ def run(args: argparse.Namespace) -> int:
                                        args.inception_weights, device=device, progress=True,
                                        lpips_backbone=args.lpips_backbone)
     else:
-        result = runner.evaluate_video(args.pred, args.gt, args.lpips_weights, args.lpips_net, args.i3d_weights,
-                                       args.identity_model, args.reference, device=device, progress=True,
-                                       face_descriptor=args.face_descriptor, lpips_backbone=args.lpips_backbone)
+        from jointportrait.evaluation.video_evaluation import evaluate_video
+
+        result = evaluate_video(args.pred, args.gt, args.driving, args.reference, _video_options(args, device))
     method = args.method or args.pred.resolve().name
-    report = {"method": method, "pred": str(args.pred), "gt": str(args.gt), **result.to_json()}
+    report = {"method": method, "pred": str(args.pred), "gt": str(args.gt) if args.gt else None, **result.to_json()}
+    if args.task == "video":
+        report.update(driving=str(args.driving) if args.driving else None,
+                      reference=str(args.reference) if args.reference else None)
     if args.task == "depth":
         report.update(alignment=args.alignment, pred_kind=args.pred_kind, gt_normalization=args.gt_normalization,
                       mask=str(args.mask) if args.mask else None)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(markdown_table(args.task, [(method, result.mean)], result.labels))
+    for key, why in result.omitted.items():
+        print(f"- {METRIC_NAMES.get(key, key)} omitted: {why}")
     for note in result.notes:
         print(f"- {note}")
     print(f"{len(result.rows)} item(s); per-item metrics in {out}")

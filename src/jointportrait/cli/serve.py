@@ -31,9 +31,13 @@ def sigterm_sets(event: threading.Event):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", type=Path, help="joint model folder (jointportrait create / train)")
+    src.add_argument("--model", type=Path,
+                     help="joint model folder (jointportrait create / train); a video model folder (with "
+                          "motion_adapter/) adds the animation tab")
     src.add_argument("--tiny", action="store_true",
                      help="a tiny random model built in memory, to try the page (its outputs are noise)")
+    parser.add_argument("--video", action="store_true",
+                        help="with --tiny: a tiny random video model (motion modules), for the animation tab")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: this machine only; 0.0.0.0 lets anyone who can reach "
                              "this machine use the model and upload files: docs/SERVE.md)")
@@ -49,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise InputError(f"--port must be in 1..65535, got {args.port}")
+    if args.video and not args.tiny:
+        raise InputError("--video goes with --tiny (a model folder with motion_adapter/ is a video model already)")
     if args.max_queue < 1:
         raise InputError(f"--max-queue must be >= 1, got {args.max_queue}")
     if not args.max_upload_mb > 0:
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     from jointportrait.cli.options import parse_device, torch_dtype
     from jointportrait.serve.app import launch
-    from jointportrait.serve.context import ServeContext, load_serve_pipeline
+    from jointportrait.serve.context import ServeContext, load_serve_pipelines
     from jointportrait.serve.limits import UploadLimits
     from jointportrait.serve.workspace import Workspace
 
@@ -71,10 +77,11 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     # SIGTERM only sets `stop` from before the first temporary file to the end, so it always cleans up
     with sigterm_sets(stop), Workspace() as workspace:
-        pipe = load_serve_pipeline(args.model, args.tiny, device, torch_dtype(args.dtype))
+        pipe, video_pipe = load_serve_pipelines(args.model, args.tiny, device, torch_dtype(args.dtype),
+                                                video=args.video)
         # the page names the model folder, not its path on the server
-        name = "tiny random model" if args.tiny else args.model.resolve().name
-        ctx = ServeContext(pipe, workspace, limits, tiny=args.tiny, model_name=name)
+        name = f"tiny random {'video ' if args.video else ''}model" if args.tiny else args.model.resolve().name
+        ctx = ServeContext(pipe, workspace, limits, tiny=args.tiny, model_name=name, video_pipe=video_pipe)
         try:
             demo = launch(ctx, args.host, args.port, args.max_queue)
         except OSError as exc:

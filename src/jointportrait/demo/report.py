@@ -1,4 +1,4 @@
-"""The demo's HTML page: image grids and the tables laid out like the paper's Tables 1 and 2."""
+"""The demo's HTML page: image grids, the animation and the tables laid out like the paper's Tables 1-3."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 
 DEPTH_COLUMNS = (("abs_rel", "AbsRel &darr;"), ("delta1", "&delta;<sub>1</sub> &uarr;"), ("rmse", "RMSE &darr;"))
 IMAGE_COLUMNS = (("l1", "L1 &darr;"), ("ssim", "SSIM &uarr;"))
+VIDEO_COLUMNS = (("l1", "L1 &darr;"), ("ssim", "SSIM &uarr;"), ("seam_score", "seam score (1 = seamless)"),
+                 ("boundary_change", "change at boundaries"), ("inner_change", "change inside clips"))
 SEED_NOTE = ("One training seed. Another seed moves these numbers: jointportrait reproduce trains every method "
              "with three seeds and reports which differences exceed that spread (docs/REPRODUCTION.md).")
 
@@ -21,25 +23,48 @@ def _table(rows: dict[str, dict[str, float]], columns) -> str:
     return f"<table><tr><th>Method</th>{head}</tr>{body}</table>"
 
 
+def _markdown_rows(rows: dict[str, dict[str, float]], columns, plain: list[str] | None = None) -> list[str]:
+    plain = plain or [label.split(" ")[0].replace("&delta;<sub>1</sub>", "delta1") for _, label in columns]
+    return (["| Method | " + " | ".join(plain) + " |", "|---" * (len(columns) + 1) + "|"]
+            + [f"| {name} | " + " | ".join(f"{vals[k]:.4f}" for k, _ in columns) + " |" for name, vals in rows.items()])
+
+
 def markdown_tables(metrics: dict) -> str:
-    """The two tables in Markdown (for docs and the terminal)."""
+    """The tables in Markdown (for docs and the terminal)."""
     lines = []
     for key, title, columns in (("depth_estimation", "Depth estimation (Table 1)", DEPTH_COLUMNS),
                                 ("depth_to_image", "Depth-to-image (Table 2)", IMAGE_COLUMNS)):
-        plain = [label.split(" ")[0].replace("&delta;<sub>1</sub>", "delta1") for _, label in columns]
         lines += [f"{title}, {metrics[key]['n_images']} held-out images", "",
-                  "| Method | " + " | ".join(plain) + " |", "|---" * (len(columns) + 1) + "|"]
-        for name, vals in metrics[key]["rows"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{vals[k]:.4f}" for k, _ in columns) + " |")
-        lines.append("")
+                  *_markdown_rows(metrics[key]["rows"], columns), ""]
         if "rows_minmax" in metrics[key]:
             lines += [f"{title}, ground truth {metrics[key]['gt_normalization']['rows_minmax']}", "",
-                      "| Method | " + " | ".join(plain) + " |", "|---" * (len(columns) + 1) + "|"]
-            for name, vals in metrics[key]["rows_minmax"].items():
-                lines.append(f"| {name} | " + " | ".join(f"{vals[k]:.4f}" for k, _ in columns) + " |")
-            lines.append("")
+                      *_markdown_rows(metrics[key]["rows_minmax"], columns), ""]
+    if "animation" in metrics:
+        video = metrics["animation"]
+        lines += [f"Animation (Table 3, self reenactment), {video['n_clips']} held-out clips of "
+                  f"{video['frames_per_clip']} frames, same model and seeds", "",
+                  *_markdown_rows(video["rows"], VIDEO_COLUMNS, ["L1", "SSIM", "seam score", "change at boundaries",
+                                                                  "change inside clips"]), ""]
     lines.append(SEED_NOTE)
     return "\n".join(lines)
+
+
+def _animation_section(metrics: dict, figures: dict[str, str]) -> str:
+    """Stage 3: the animation of a held-out clip and Table 3's figures, motion frames against independent clips."""
+    if "animation" not in metrics:
+        return ""
+    video = metrics["animation"]
+    wins = f"{video['seam_wins']} of {video['n_animations']}"
+    return f"""<h2>Animation (paper Table 3, Sec. 5.5)</h2>
+<p>Stage 3 trained motion modules on the stage-2 model with synthetic clips of known depth, then animated
+held-out clips clip by clip. Columns of the animation: driving depth, ground truth, ours with motion frames
+(each clip sees the last frames of the one before), ours as independent clips (every clip starts afresh from the
+reference), the same model and noise.</p>
+<img src="{figures['animation']}" alt="animation of a held-out clip">
+<p class="note">{html.escape(video['sampling'])}. {html.escape(video['not_computed'])}.</p>
+{_table(video['rows'], VIDEO_COLUMNS)}
+<p class="note">Seam score: mean frame-to-frame change at clip boundaries over the mean change inside clips
+(1 = a boundary looks like any other step). Motion frames gave the lower seam score in {wins} animations.</p>"""
 
 
 def write_report(out: Path, metrics: dict, figures: dict[str, str], config: dict) -> Path:
@@ -81,6 +106,7 @@ relative error over the evaluation mask (0, blue, to 3 % or more, dark red).</p>
 <h2>Relighting from the estimated depth</h2>
 <p>Photo, normals from the estimated depth, diffuse shading of a new light, relit photo.</p>
 <img src="{figures['relighting']}" alt="relighting">
+{_animation_section(metrics, figures)}
 <h2>Run</h2><ul>{timings}</ul>
 <pre class="note">{html.escape(json.dumps(config, indent=1))}</pre>
 </body></html>

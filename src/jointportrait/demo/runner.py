@@ -11,11 +11,15 @@ On a fresh CPU machine with nothing but the installed package it:
    same data and settings, each for as many steps as the joint model had in stages 1 and 2;
 5. evaluates depth estimation (Table 1) and depth-to-image (Table 2) on the held-out subjects,
    with a trivial baseline row for each (mean training depth, aligned; the reference image copied);
-6. writes ``index.html`` with image grids and the tables, and ``metrics.json``.
+6. renders synthetic clips with known depth, trains stage 3 (motion modules) on the stage-2 model
+   and animates held-out clips with motion frames and as independent clips (Table 3's L1, SSIM and
+   the seam score; :mod:`jointportrait.demo.video`);
+7. writes ``index.html`` with image grids, the animation and the tables, and ``metrics.json``.
 
 Every stage goes through the same code a user runs: ``write_dataset`` (``jointportrait synth``),
 the one trainer (``jointportrait train``), the applications (``estimate-depth``,
-``depth-to-image``, ``relight``) and the metrics of ``jointportrait evaluate``.
+``depth-to-image``, ``relight``, the video pipeline of ``animate``) and the metrics of
+``jointportrait evaluate``.
 
 The default is a fixed number of optimizer steps per stage (:data:`DEFAULT_STEPS`), sized to finish
 within 20 minutes on 2 CPU cores, so every machine gets the same numbers; ``minutes`` trains to a
@@ -31,6 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from jointportrait.demo.video import QUICK_VIDEO, VideoDemoConfig
 from jointportrait.loading import shipped_base_path
 
 logger = logging.getLogger(__name__)
@@ -38,10 +43,11 @@ logger = logging.getLogger(__name__)
 # Optimizer steps per stage by default (docs/REPRODUCTION.md measures their time on 2 cores). The separate
 # "w/o joint learning" networks train for as many steps as the joint model (stage 1 + stage 2): the
 # comparison is at equal training (Sec. 5.2).
-DEFAULT_STEPS = {"stage1": 300, "stage2": 200, "image_to_depth": 500, "depth_to_image": 500}
+# Stage 3 (motion modules, the video part) trains on clips of 2 + 4 frames at batch 2 (docs/ANIMATION.md).
+DEFAULT_STEPS = {"stage1": 300, "stage2": 200, "image_to_depth": 500, "depth_to_image": 500, "stage3": 600}
 # With ``minutes``: each stage trains until its share of the time is used (``train.max_minutes``); the
 # separate networks' shares are only caps, their steps are the joint model's.
-STAGE_SHARES = {"stage1": 0.2, "stage2": 0.2, "image_to_depth": 0.3, "depth_to_image": 0.3}
+STAGE_SHARES = {"stage1": 0.16, "stage2": 0.16, "image_to_depth": 0.24, "depth_to_image": 0.24, "stage3": 0.2}
 # Stage 2 favours the two tasks the demo evaluates (the paper's mix is not specified beyond its tasks):
 # a task seen in a fifth of the steps did not get past the mean-depth prior in this budget.
 STAGE2_TASKS = {"depth_estimation": 4.0, "depth_to_image": 4.0, "joint_generation": 1.0, "rgb_editing": 0.5,
@@ -69,6 +75,7 @@ class DemoConfig:
     depth_inference_steps: int = 1
     face_model: str | None = None  # a name ("ict", "procedural") or an .npz path; None: the packaged ICT model
     quick: bool = False  # seconds-long smoke run (tests): tiny data, batch 4, 2 steps per stage
+    video: VideoDemoConfig = field(default_factory=VideoDemoConfig)  # the video part (stage 3, animation)
 
     def stage_budget(self, stage: str) -> tuple[int, float | None]:
         """(max_steps, max_minutes) of a training stage."""
@@ -126,13 +133,14 @@ def run_demo(cfg: DemoConfig, say=logger.info) -> DemoResult:
     from jointportrait.data.synth import SynthConfig, write_dataset
     from jointportrait.demo.evaluate import evaluate_demo
     from jointportrait.demo.report import write_report
+    from jointportrait.demo.video import evaluate_video, stage3_config, write_clips
     from jointportrait.face_models import load_face_model
     from jointportrait.training.checkpoint import latest_checkpoint
     from jointportrait.training.config import config_from_dict
     from jointportrait.training.trainer import train
 
-    if cfg.quick:  # tiny data (14 training images) and a random tiny base: seconds
-        cfg = replace(cfg, batch_size=min(cfg.batch_size, 4), base="tiny")
+    if cfg.quick:  # tiny data (14 training images, 2 clips to animate) and a random tiny base: seconds
+        cfg = replace(cfg, batch_size=min(cfg.batch_size, 4), base="tiny", video=QUICK_VIDEO)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -151,14 +159,15 @@ def run_demo(cfg: DemoConfig, say=logger.info) -> DemoResult:
     # 2-4. Training: one trainer, five configurations
     runs = out / "runs"
 
-    def fit(name: str, kind: str, max_steps: int | None = None, **model) -> Path:
+    def fit(name: str, kind: str, max_steps: int | None = None, root: Path = data, adjust=None, **model) -> Path:
         steps_cap, minutes = cfg.stage_budget(name)
         max_steps = steps_cap if max_steps is None else max_steps
         budget = f"{minutes:.1f} min" if minutes is not None else f"{max_steps} steps"
         with _Timer(timings, f"train {name} ({kind}, {budget})", say):
             run = runs / name
             if not (run / "final").exists():
-                result = train(config_from_dict(_train_config(kind, data, cfg, max_steps, minutes, **model)), run)
+                config = _train_config(kind, root, cfg, max_steps, minutes, **model)
+                result = train(config_from_dict(config if adjust is None else adjust(config)), run)
                 steps_done[name] = result.state.step
             else:  # an earlier demo run in this folder trained it already
                 steps_done[name] = int(latest_checkpoint(run).name.removeprefix("checkpoint-"))
@@ -172,9 +181,20 @@ def run_demo(cfg: DemoConfig, say=logger.info) -> DemoResult:
 
     # 5. Evaluation on held-out subjects
     if cfg.quick:
-        cfg = replace(cfg, inference_steps=2)
+        cfg = replace(cfg, inference_steps=2, video=replace(cfg.video, inference_steps=2))
     with _Timer(timings, "evaluate on held-out subjects", say):
         metrics, figures = evaluate_demo(data, stage2 / "final", i2d / "final", d2i / "final", out, cfg)
+
+    # 6. The video part: clips with known depth, stage 3 on the stage-2 model, animations of held-out clips
+    video = cfg.video
+    clips = out / "clips"
+    with _Timer(timings, f"synthetic clips: {video.subjects} subjects x 2 clips x {video.clip_frames} frames", say):
+        write_clips(clips, face, cfg.size, cfg.seed, video)
+    stage3 = fit("stage3", "motion", root=clips, adjust=lambda config: stage3_config(config, video),
+                 init_from=str(stage2 / "final"), in_channels=18)
+    with _Timer(timings, "animate held-out clips (motion frames, independent clips)", say):
+        metrics["animation"], video_figures = evaluate_video(stage3 / "final", clips, out, cfg.size, video)
+    figures.update(video_figures)
     metrics["face_model"] = face.name
     metrics["steps"] = steps_done
     metrics["timings_s"] = timings

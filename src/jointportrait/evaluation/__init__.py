@@ -2,8 +2,9 @@
 
 Metrics are pure functions with their formulas in the docstrings
 (docs/EVALUATION.md collects the conventions). Backbones that need published
-weights (LPIPS, InceptionV3 for FID, I3D for FVD, ArcFace through ONNX) are
-defined in this package and load those weights from local files.
+weights (LPIPS, InceptionV3 for FID, I3D for FVD, HyperIQA for image quality,
+ArcFace through ONNX) are defined in this package and load those weights from
+local files; :mod:`~jointportrait.evaluation.video_evaluation` runs Table 3.
 """
 
 from jointportrait.evaluation.depth_metrics import align_prediction, depth_metrics

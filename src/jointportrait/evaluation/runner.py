@@ -9,7 +9,8 @@ metrics (FID, FVD) are computed once over the whole set.
 * depth: predictions ``.npy``/``.exr``/16-bit ``.png``, ground truth ``.npy``
   (0 or non-finite = invalid), optional masks ``<stem>.png`` (nonzero = evaluate).
 * image: image files of equal size; LPIPS and FID only with their weights.
-* video: one folder of frames per clip, matched by folder name; frames in name order.
+* video: one folder of frames per clip, matched by folder name; frames in name order
+  (:mod:`~jointportrait.evaluation.video_evaluation`).
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ class EvaluationResult:
     mean: dict[str, float]
     labels: dict[str, str] = field(default_factory=dict)  # column header overrides for the table
     notes: list[str] = field(default_factory=list)
+    omitted: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
+    details: dict[str, Any] = field(default_factory=dict)  # set-level facts (e.g. FVD's window count)
 
     def to_json(self) -> dict[str, Any]:
         return {"task": self.task, "count": len(self.rows), "mean": self.mean, "labels": self.labels,
-                "notes": self.notes, "per_item": self.rows}
+                "omitted": self.omitted, "notes": self.notes, **self.details, "per_item": self.rows}
 
 
 def _folder(path: Path, what: str) -> Path:
@@ -240,84 +243,3 @@ def evaluate_image(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = No
     inception = inception.to(device) if inception is not None else None
     items = ((name, _image_tensor(preds[name], device), _image_tensor(gts[name], device)) for name in names)
     return evaluate_image_items(items, lpips_model, inception, progress)
-
-
-def _clip_frames(folder: Path, device: torch.device | str = "cpu") -> torch.Tensor:
-    files = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise InputError(f"{folder}: clip folder holds no frames")
-    return torch.cat([_image_tensor(p, device) for p in files])  # (T, 3, H, W)
-
-
-def identity_encoders(identity_model: Path | None, face_descriptor: bool):
-    """``{row key: encoder}`` for ID similarity, notes on how faces are aligned, and the shared aligner.
-
-    ``id_similarity``: the ArcFace ONNX model (aligned by landmarks when the ``faces`` extra is installed,
-    else on whole resized frames); ``id_similarity_dlib``: dlib's descriptor (needs the extra)."""
-    from jointportrait.errors import MissingDependencyError
-    from jointportrait.evaluation.identity import DescriptorEncoder, FaceAligner, IdentityEncoder
-
-    if identity_model is None and not face_descriptor:
-        return {}, ["ID similarity omitted: no --identity-model or --face-descriptor given"], None
-    aligner, notes = None, []
-    try:
-        aligner = FaceAligner()
-    except MissingDependencyError as exc:
-        if face_descriptor:
-            raise
-        notes.append(f"ArcFace sees whole resized frames, not aligned faces ({exc})")
-    encoders: dict = {}
-    if identity_model is not None:
-        encoders["id_similarity"] = IdentityEncoder(identity_model, aligner=aligner)
-    if face_descriptor:
-        encoders["id_similarity_dlib"] = DescriptorEncoder(aligner)
-    return encoders, notes, aligner
-
-
-def evaluate_video(pred_dir: Path, gt_dir: Path, lpips_weights: Path | None = None, lpips_net: str = "alex",
-                   i3d_weights: Path | None = None, identity_model: Path | None = None,
-                   reference_dir: Path | None = None, device: torch.device | str = "cpu",
-                   progress: bool = False, face_descriptor: bool = False,
-                   lpips_backbone: Path | None = None) -> EvaluationResult:
-    """Table 3 over clip folders: per-frame L1/SSIM/LPIPS, FVD (I3D weights), identity similarity (ArcFace
-    ONNX from ``identity_model``, and/or dlib's face descriptor with ``face_descriptor``)."""
-    from jointportrait.evaluation.i3d import InceptionI3d
-    from jointportrait.evaluation.lpips import LPIPS
-    from jointportrait.evaluation.video_metrics import clip_frame_metrics, clip_identity_similarity, fvd
-
-    pred_dir, gt_dir = _folder(pred_dir, "one folder of frames per clip"), _folder(gt_dir, "clip folders")
-    preds = {p.name: p for p in sorted(pred_dir.iterdir()) if p.is_dir()}
-    gts = {p.name: p for p in sorted(gt_dir.iterdir()) if p.is_dir()}
-    names = match_pairs(preds, gts, pred_dir, gt_dir)
-    lpips_model = (LPIPS.from_file(lpips_weights, net=lpips_net, backbone=lpips_backbone).to(device)
-                   if lpips_weights is not None else None)
-    i3d = InceptionI3d.from_file(i3d_weights).to(device) if i3d_weights is not None else None
-    encoders, id_notes, aligner = identity_encoders(identity_model, face_descriptor)
-    refs = _by_stem(_folder(reference_dir, "reference images"), IMAGE_SUFFIXES) if reference_dir else {}
-    notes = [n for n, missing in (("LPIPS omitted: no --lpips-weights given", lpips_model is None),
-                                  ("FVD omitted: no --i3d-weights given", i3d is None)) if missing] + id_notes
-    rows, pred_feats, gt_feats = [], [], []
-    for name in tqdm(names, desc="video", disable=not progress):
-        x, y = _clip_frames(preds[name], device), _clip_frames(gts[name], device)
-        if x.shape != y.shape:
-            raise InputError(f"{preds[name]}: frames {tuple(x.shape)} differ from the ground truth's {tuple(y.shape)}")
-        row = {"name": name, **clip_frame_metrics(x, y, lpips_model)}
-        if encoders:
-            if reference_dir is not None and name not in refs:
-                raise MissingPathError(f"{reference_dir}: no reference image for clip {name!r}")
-            ref = _image_tensor(refs[name], device) if reference_dir is not None else y
-            for key, encoder in encoders.items():
-                row[key] = clip_identity_similarity(encoder, x, ref)
-        rows.append(row)
-        if i3d is not None:
-            pred_feats.append(i3d(x.permute(1, 0, 2, 3)[None]).cpu().numpy())  # (1, 3, T, H, W) -> (1, 400)
-            gt_feats.append(i3d(y.permute(1, 0, 2, 3)[None]).cpu().numpy())
-    mean = _mean(rows)
-    if aligner is not None and aligner.fallbacks:
-        notes.append(f"no face detected in {aligner.fallbacks} of {aligner.images} images for ID similarity: "
-                     "landmarks predicted in the crop rule's face box there")
-    if i3d is not None:
-        if len(names) < 2:
-            raise InputError("FVD needs at least 2 clips")
-        mean["fvd"] = fvd(np.concatenate(pred_feats), np.concatenate(gt_feats))
-    return EvaluationResult("video", rows, mean, notes=notes)

@@ -12,7 +12,16 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
               ("normal_within_30", "<30°↑")),
     "image": (("l1", "L1↓"), ("ssim", "SSIM↑"), ("lpips", "LPIPS↓"), ("fid", "FID↓")),
     "video": (("l1", "L1↓"), ("ssim", "SSIM↑"), ("lpips", "LPIPS↓"), ("fvd", "FVD↓"),
-              ("id_similarity", "ID Similarity↑"), ("id_similarity_dlib", "ID Sim. (dlib)↑")),
+              ("id_similarity", "ID Similarity↑"), ("id_similarity_dlib", "ID Sim. (dlib)↑"),
+              ("image_quality", "Image Quality↑"), ("expression_error", "Expression↓"), ("pose_error", "Pose°↓"),
+              ("seam_score", "Seam (1 = seamless)")),
+}
+
+# metric key -> its name in sentences ("FVD omitted: ...")
+METRIC_NAMES: dict[str, str] = {
+    "l1": "L1", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "fvd": "FVD", "id_similarity": "ID similarity",
+    "id_similarity_dlib": "ID similarity (dlib)", "image_quality": "Image quality",
+    "expression_error": "Expression error", "pose_error": "Pose error", "seam_score": "Seam score",
 }
 
 

@@ -19,7 +19,7 @@ and :func:`skin_masks` derive these parts for every model kind
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -69,6 +69,17 @@ class FaceModel:
     @property
     def num_vertices(self) -> int:
         return self.neutral.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.neutral.device
+
+    def to(self, device: str | torch.device) -> FaceModel:
+        """A copy with every tensor on ``device`` (the tracker fits on the model's device); ``extras`` are
+        dropped (caches derived on the old device)."""
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+                 if torch.is_tensor(getattr(self, f.name))}
+        return replace(self, **moved, extras={})
 
     def vertices(self, identity: torch.Tensor | None = None, expression: torch.Tensor | None = None,
                  blendshape_weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,9 +1,8 @@
 """The web demo's page: Gradio Blocks, one tab per application, wired to :mod:`jointportrait.serve.handlers`.
 
 Tabs come from the explicit registry :data:`TABS` (key -> :class:`Tab`); a tab whose
-``available(ctx)`` is False for the loaded model is left out. Animation (stage 3, motion
-modules, issue 13) is not built yet: it will be one more entry whose ``available`` checks
-that the model has motion modules.
+``available(ctx)`` is False for the loaded model is left out: the animation tab (stage 3,
+paper Sec. 5.5) needs a model with motion modules.
 
 Every model call is one queue job in the concurrency group ``"model"`` with limit 1: one
 job at a time on the server's device, the others wait in the queue (their position is
@@ -11,7 +10,7 @@ shown). Events take Gradio's raw payloads (``preprocess=False``), so nothing an 
 contains is decoded before :mod:`jointportrait.serve.limits` has checked it. Per-user
 results live in the user's own session (``gr.State``) and in files under content-hash
 names; no output path is shared between users. API names (``/estimate_depth``,
-``/relight_prepare``, ``/relight``, ``/edit``, ``/generate``) are listed in docs/SERVE.md.
+``/relight_prepare``, ``/relight``, ``/edit``, ``/generate``, ``/animate``) are listed in docs/SERVE.md.
 """
 
 from __future__ import annotations
@@ -226,12 +225,58 @@ def build_generate_tab(ctx: ServeContext) -> None:
                  "generate")
 
 
+def build_animate_tab(ctx: ServeContext) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            reference = gr.Image(label="reference (the identity)", type="filepath", sources=["upload", "clipboard"],
+                                 elem_id="animate-reference")
+            driving = gr.File(label="driving: depth maps, frames or one video", file_count="multiple",
+                              elem_id="animate-driving")
+            gr.Markdown(f"Depth maps: `.npy` or 16-bit PNG, larger = farther, 0 = no depth. Frames: PNG or JPEG (their "
+                        f"depth is estimated by the model). One file per frame, taken in file-name order, at most "
+                        f"{handlers.MAX_FRAMES}; or one video (MP4, WebM, AVI: its first {handlers.MAX_FRAMES} frames).")
+            num_frames = gr.Slider(0, handlers.MAX_FRAMES, 0, step=1, label="frames (0 = all of the upload)")
+            with gr.Accordion("options", open=False, elem_id="animate-options"):
+                clip_length = gr.Slider(1, 24, 14, step=1, label="clip length (frames generated at once; paper: 14)",
+                                        elem_id="animate-clip-length")
+                motion_frames = gr.Slider(0, 8, 4, step=1, elem_id="animate-motion-frames",
+                                          label="motion frames (of the previous clip each clip sees; paper: 4)")
+                independent = gr.Checkbox(False, label="independent clips (no motion frames: for comparison)")
+                steps = gr.Slider(1, handlers.MAX_STEPS, 20, step=1, label="steps", elem_id="animate-steps")
+                estimation_steps = gr.Slider(1, 50, 1, step=1,
+                                             label="depth estimation steps per frame (frames or a video)")
+                fps = gr.Slider(1, handlers.MAX_FPS, 25, step=1, label="frames per second of the video")
+                seed = gr.Number(0, precision=0, label="seed")
+            run = gr.Button("Animate", variant="primary", elem_id="animate-run")
+        with gr.Column(scale=2):
+            with gr.Row():
+                video = gr.Video(label="animation (RGB)", format=None, interactive=False, autoplay=True, loop=True,
+                                 buttons=OUTPUT_BUTTONS, elem_id="animate-video")
+                depth_video = gr.Video(label="depth (near = warm)", format=None, interactive=False, autoplay=True,
+                                       loop=True, buttons=OUTPUT_BUTTONS, elem_id="animate-depth")
+            summary = gr.Markdown(elem_id="animate-summary")
+            files = gr.File(label="downloads: side-by-side video, RGB video, depth video, frames (.png + .npy)",
+                            file_count="multiple", elem_id="animate-files")
+
+    @page_errors
+    def animate(reference, driving, num_frames, clip_length, motion_frames, independent, steps, estimation_steps,
+                fps, seed, progress=gr.Progress(track_tqdm=True)):
+        uploads = [upload_path(ctx, item, "driving file") for item in driving or []]
+        view = handlers.animate_tab(ctx, upload_path(ctx, reference, "reference"), uploads, num_frames, clip_length,
+                                    motion_frames, steps, seed, independent, fps, estimation_steps, reporter(progress))
+        return str(view.video), str(view.depth_video), view.summary, [str(p) for p in view.files]
+
+    _model_event([run.click], animate, [reference, driving, num_frames, clip_length, motion_frames, independent, steps,
+                                        estimation_steps, fps, seed], [video, depth_video, summary, files], "animate")
+
+
 # key -> tab; a tab is one entry here plus its build function
 TABS: dict[str, Tab] = {
     "depth": Tab("Depth estimation", build_depth_tab),
     "relight": Tab("Relighting", build_relight_tab),
     "edit": Tab("Depth-based editing", build_edit_tab),
     "generate": Tab("Joint generation", build_generate_tab),
+    "animate": Tab("Animation", build_animate_tab, available=lambda ctx: ctx.has_motion),
 }
 
 TINY_NOTE = ("**This is a tiny random model: every output is noise.** It shows how the page works; "

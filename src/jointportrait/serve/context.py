@@ -11,7 +11,13 @@ from typing import Any
 import torch
 
 from jointportrait.applications.sampling import native_resolution
-from jointportrait.loading import create_tiny_joint_model, load_joint_pipeline
+from jointportrait.loading import (
+    create_tiny_joint_model,
+    is_video_model_folder,
+    load_joint_pipeline,
+    load_video_pipeline,
+)
+from jointportrait.pipelines import JointPortraitVideoPipeline
 from jointportrait.serve.limits import UploadLimits
 from jointportrait.serve.workspace import Workspace
 
@@ -33,6 +39,11 @@ class ServeContext:
     tiny: bool = False
     model_name: str = "model"
     model_lock: threading.Lock = field(default_factory=threading.Lock)
+    video_pipe: Any = None  # JointPortraitVideoPipeline over the same modules, when the model has motion modules
+
+    @property
+    def has_motion(self) -> bool:
+        return self.video_pipe is not None
 
     @property
     def native_resolution(self) -> int:
@@ -46,16 +57,23 @@ class ServeContext:
         """One line about the model for the page header."""
         unet = self.pipe.unet.config
         kind = "stage 2, mask conditioning" if self.pipe.is_inpainting_model else "stage 1, latent replacement"
-        return (f"{self.model_name}: {unet.in_channels}-channel denoiser ({kind}), native size "
+        motion = ", motion modules" if self.has_motion else ""
+        return (f"{self.model_name}: {unet.in_channels}-channel denoiser ({kind}{motion}), native size "
                 f"{self.native_resolution} px, on {self.device}")
 
 
-def load_serve_pipeline(model: str | Path | None, tiny: bool, device, dtype, seed: int = 0):
-    """The pipeline of a joint model folder, or (``tiny``) a small random one built in memory."""
+def load_serve_pipelines(model: str | Path | None, tiny: bool, device, dtype, seed: int = 0, video: bool = False):
+    """``(image pipeline, video pipeline or None)`` of a model folder (a video model folder gives both, over the
+    same modules), or (``tiny``) of a small random model built in memory (``video``: with a motion adapter)."""
     if tiny:
-        pipe = create_tiny_joint_model(seed=seed).to(device)
+        pipe = create_tiny_joint_model(seed=seed, video=video).to(device)
         if dtype != torch.float32:
             pipe = pipe.to(dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
-        return pipe
-    return load_joint_pipeline(model, device=device, dtype=dtype)
+    elif is_video_model_folder(Path(model)):
+        pipe = load_video_pipeline(model, device=device, dtype=dtype)
+    else:
+        return load_joint_pipeline(model, device=device, dtype=dtype), None
+    if isinstance(pipe, JointPortraitVideoPipeline):
+        return pipe.image_pipeline(), pipe
+    return pipe, None

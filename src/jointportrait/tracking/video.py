@@ -22,8 +22,9 @@ FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_FPS = 25.0
 
 
-def read_frames(path: str | os.PathLike) -> tuple[np.ndarray, float]:
-    """Frames ``(F, H, W, 3)`` uint8 RGB and the frame rate of a video file or a folder of frames."""
+def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """Frames ``(F, H, W, 3)`` uint8 RGB and the frame rate of a video file or a folder of frames; with
+    ``max_frames``, only the first ``max_frames`` are read."""
     path = Path(path)
     if not path.exists():
         raise MissingPathError(f"{path}: no such video file or frame folder")
@@ -31,7 +32,7 @@ def read_frames(path: str | os.PathLike) -> tuple[np.ndarray, float]:
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
         if not files:
             raise InputError(f"{path}: no .png/.jpg frames in this folder")
-        frames = [np.asarray(load_image(f)) for f in files]
+        frames = [np.asarray(load_image(f)) for f in files[:max_frames]]
         fps = DEFAULT_FPS
     else:
         import imageio.v2 as imageio
@@ -39,7 +40,11 @@ def read_frames(path: str | os.PathLike) -> tuple[np.ndarray, float]:
         try:
             with imageio.get_reader(path, format="ffmpeg") as reader:
                 fps = float(reader.get_meta_data().get("fps") or DEFAULT_FPS)
-                frames = [np.asarray(f)[..., :3] for f in reader]
+                frames = []
+                for frame in reader:
+                    if max_frames is not None and len(frames) >= max_frames:
+                        break
+                    frames.append(np.asarray(frame)[..., :3])
         except (OSError, RuntimeError, ValueError, IndexError) as exc:
             raise InputError(f"{path}: not a readable video ({exc})") from None
         if not frames:
