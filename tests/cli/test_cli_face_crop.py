@@ -111,3 +111,15 @@ def test_face_crop_errors_write_nothing(tmp_path, photo, astronaut, tiny_model_d
     assert main(["estimate-depth", "--image", str(photo), *model, "--out", str(tmp_path / "none"), *FAST]) == 2
     err = capsys.readouterr().err.strip()
     assert "optional extra 'faces'" in err and "\n" not in err and not (tmp_path / "none").exists()
+
+
+def test_export_face_crop_keeps_only_the_face(tmp_path, photo, tiny_model_dir, detector):
+    """``export --face-crop`` estimates depth on the crop: the point cloud holds the crop's pixels, no others."""
+    import trimesh
+
+    out = tmp_path / "exported"
+    assert main(["export", "--image", str(photo), "--model", str(tiny_model_dir), "--out", str(out), *FAST,
+                 "--format", "ply"]) == 0
+    points = trimesh.load(out / "me.ply").vertices
+    covered = int(_crop(detector, photo).mask().sum())
+    assert 0.5 * covered < len(points) <= covered  # pixels outside the crop have no depth and no point
