@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,3 +143,25 @@ def wide_dataset(tmp_path_factory) -> Path:
             Image.fromarray(np.asarray(Image.open(out / record[key]))[4:28]).save(out / record[key])
         np.save(out / record["depth"], np.load(out / record["depth"])[4:28])
     return out
+
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """``mount_tmpfs(size)`` mounts a tmpfs of ``size`` (mount's syntax: ``8k``, ``40m``) under ``tmp_path`` for a
+    disk-full test and unmounts it afterwards; the test is skipped where mounting needs privileges it lacks."""
+    mounted = []
+
+    def mount(size: str) -> Path:
+        mount_point = tmp_path / f"tmpfs{len(mounted)}"
+        mount_point.mkdir()
+        made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+                              capture_output=True, text=True)
+        if made.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {made.stderr.strip()}")
+        mounted.append(mount_point)
+        return mount_point
+
+    yield mount
+    for mount_point in mounted:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

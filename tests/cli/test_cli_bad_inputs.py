@@ -9,7 +9,6 @@ import json
 import resource
 import shutil
 import struct
-import subprocess
 import zlib
 from pathlib import Path
 
@@ -238,15 +237,8 @@ def test_a_folder_mixing_good_and_bad_files(files, tiny_model_dir, tmp_path, cap
 
 
 @pytest.fixture
-def tiny_tmpfs(tmp_path):
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {made.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+def tiny_tmpfs(mount_tmpfs):
+    return mount_tmpfs("8k")
 
 
 def test_disk_full_is_one_line_and_leaves_no_partial_file(files, tiny_model_dir, tiny_tmpfs, capsys):

@@ -204,16 +204,9 @@ def test_resume_skips_a_corrupt_latest_checkpoint(tmp_path, synth_data, capsys, 
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path):
+def small_tmpfs(mount_tmpfs):
     """A 40 MB tmpfs: room for one tiny checkpoint (25 MB) but not for the next one beside it."""
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {made.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    return mount_tmpfs("40m")
 
 
 def test_disk_full_while_saving_a_checkpoint(small_tmpfs, tmp_path, synth_data, capsys):
