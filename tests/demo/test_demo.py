@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from jointportrait.cli.main import main
+from jointportrait.demo.video import MODES
 
 
 def _check_report(out, capsys):
@@ -42,6 +43,21 @@ def _check_report(out, capsys):
         assert gif.n_frames == video["frames_per_clip"] and gif.width == 4 * gif.height
     assert "fig_animation.gif" in page and "Animation (paper Table 3" in page
     assert "Animation (Table 3, self reenactment)" in printed and "| motion frames |" in printed
+    # expression and pose error: tracker fits of every animation and of its ground-truth frames
+    motion = video["facial_motion"]["rows"]
+    assert list(motion) == ["motion frames", "independent clips", "Trivial: reference held still",
+                            "tracker on ground truth vs true parameters"]
+    frames = video["n_clips"] * video["frames_per_clip"]
+    for name in ("Trivial: reference held still", "tracker on ground truth vs true parameters"):
+        row = motion[name]  # dlib finds the rendered faces in every ground-truth frame
+        assert row["frames_compared"] == row["frames"] == frames and row["animations"] == video["n_clips"]
+        assert 0 < row["expression_error"] < 5 and 0 < row["pose_error"] < 90
+    for name in MODES:
+        row = motion[name]
+        assert row["frames"] == frames * len(video["config"]["seeds"]) and row["of_animations"] == video["n_animations"]
+        assert (row["expression_error"] is None) == (row["frames_compared"] == 0)
+    assert "Expression and pose error" in page and "frames compared" in page
+    assert "| Trivial: reference held still |" in printed
     return metrics
 
 
@@ -80,6 +96,9 @@ def test_full_demo_finishes_in_time_and_learns_both_tasks(tmp_path, capsys):
     copy = images["Trivial: reference copied"]
     for name in ("Ours (joint, stage 2)", "w/o joint learning"):
         assert images[name]["l1"] < copy["l1"] and images[name]["ssim"] > copy["ssim"], name
+    motion = metrics["animation"]["facial_motion"]["rows"]  # the trained model's frames have faces dlib finds
+    for name in MODES:
+        assert motion[name]["frames_compared"] >= 0.75 * motion[name]["frames"], name
 
 
 def test_demo_starts_from_the_shipped_base_with_fixed_steps(tmp_path):

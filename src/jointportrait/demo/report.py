@@ -10,23 +10,37 @@ DEPTH_COLUMNS = (("abs_rel", "AbsRel &darr;"), ("delta1", "&delta;<sub>1</sub> &
 IMAGE_COLUMNS = (("l1", "L1 &darr;"), ("ssim", "SSIM &uarr;"))
 VIDEO_COLUMNS = (("l1", "L1 &darr;"), ("ssim", "SSIM &uarr;"), ("seam_score", "seam score (1 = seamless)"),
                  ("boundary_change", "change at boundaries"), ("inner_change", "change inside clips"))
+MOTION_COLUMNS = (("expression_error", "expression error &darr;"), ("pose_error", "pose error (degrees) &darr;"))
 SEED_NOTE = ("One training seed. Another seed moves these numbers: jointportrait reproduce trains every method "
              "with three seeds and reports which differences exceed that spread (docs/REPRODUCTION.md).")
 
 
-def _table(rows: dict[str, dict[str, float]], columns) -> str:
+def _cell(value: float | str | None) -> str:
+    """A table cell: figures to 4 decimals, None as n/a (not computed), text as it is."""
+    if isinstance(value, str):
+        return html.escape(value)
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _table(rows: dict[str, dict[str, float | str | None]], columns) -> str:
     head = "".join(f"<th>{label}</th>" for _, label in columns)
     body = "".join(
-        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{vals[key]:.4f}</td>" for key, _ in columns) + "</tr>"
+        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{_cell(vals[key])}</td>" for key, _ in columns) + "</tr>"
         for name, vals in rows.items()
     )
     return f"<table><tr><th>Method</th>{head}</tr>{body}</table>"
 
 
-def _markdown_rows(rows: dict[str, dict[str, float]], columns, plain: list[str] | None = None) -> list[str]:
+def _markdown_rows(rows: dict[str, dict[str, float | str | None]], columns, plain: list[str] | None = None) -> list[str]:
     plain = plain or [label.split(" ")[0].replace("&delta;<sub>1</sub>", "delta1") for _, label in columns]
     return (["| Method | " + " | ".join(plain) + " |", "|---" * (len(columns) + 1) + "|"]
-            + [f"| {name} | " + " | ".join(f"{vals[k]:.4f}" for k, _ in columns) + " |" for name, vals in rows.items()])
+            + [f"| {name} | " + " | ".join(_cell(vals[k]) for k, _ in columns) + " |" for name, vals in rows.items()])
+
+
+def _motion_rows(facial_motion: dict) -> dict[str, dict]:
+    """The expression / pose rows with a column of frames compared (of all frames)."""
+    return {name: row | {"compared": f"{row['frames_compared']} / {row['frames']}"}
+            for name, row in facial_motion["rows"].items()}
 
 
 def markdown_tables(metrics: dict) -> str:
@@ -45,6 +59,13 @@ def markdown_tables(metrics: dict) -> str:
                   f"{video['frames_per_clip']} frames, same model and seeds", "",
                   *_markdown_rows(video["rows"], VIDEO_COLUMNS, ["L1", "SSIM", "seam score", "change at boundaries",
                                                                   "change inside clips"]), ""]
+        motion = video.get("facial_motion", {})
+        if "rows" in motion:
+            lines += ["Expression and pose error (tracker fits)", "",
+                      *_markdown_rows(_motion_rows(motion), (*MOTION_COLUMNS, ("compared", "")),
+                                      ["expression error", "pose error (deg)", "frames compared"]), ""]
+        elif "not_computed" in motion:
+            lines += [f"Expression and pose error: not computed ({motion['not_computed']})", ""]
     lines.append(SEED_NOTE)
     return "\n".join(lines)
 
@@ -64,7 +85,20 @@ reference), the same model and noise.</p>
 <p class="note">{html.escape(video['sampling'])}. {html.escape(video['not_computed'])}.</p>
 {_table(video['rows'], VIDEO_COLUMNS)}
 <p class="note">Seam score: mean frame-to-frame change at clip boundaries over the mean change inside clips
-(1 = a boundary looks like any other step). Motion frames gave the lower seam score in {wins} animations.</p>"""
+(1 = a boundary looks like any other step). Motion frames gave the lower seam score in {wins} animations.</p>
+{_motion_section(video.get("facial_motion", {}))}"""
+
+
+def _motion_section(motion: dict) -> str:
+    """Table 3's expression and pose error, with the no-motion baseline and the tracker's own error."""
+    if "rows" not in motion:
+        text = motion.get("not_computed", "not computed")
+        return f'<p class="note">Expression and pose error: {html.escape(text)}.</p>'
+    return f"""<h3>Expression and pose error</h3>
+<p class="note">{html.escape(motion['protocol'])}.</p>
+{_table(_motion_rows(motion), (*MOTION_COLUMNS, ("compared", "frames compared")))}
+<p class="note">An animation that follows its driving depth should sit well below "reference held still"; the
+last row is how well the tracker reads expression and pose from frames of this size at all.</p>"""
 
 
 def write_report(out: Path, metrics: dict, figures: dict[str, str], config: dict) -> Path:

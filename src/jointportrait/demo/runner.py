@@ -12,8 +12,8 @@ On a fresh CPU machine with nothing but the installed package it:
 5. evaluates depth estimation (Table 1) and depth-to-image (Table 2) on the held-out subjects,
    with a trivial baseline row for each (mean training depth, aligned; the reference image copied);
 6. renders synthetic clips with known depth, trains stage 3 (motion modules) on the stage-2 model
-   and animates held-out clips with motion frames and as independent clips (Table 3's L1, SSIM and
-   the seam score; :mod:`jointportrait.demo.video`);
+   and animates held-out clips with motion frames and as independent clips (Table 3's L1, SSIM,
+   expression and pose error, and the seam score; :mod:`jointportrait.demo.video`);
 7. writes ``index.html`` with image grids, the animation and the tables, and ``metrics.json``.
 
 Every stage goes through the same code a user runs: ``write_dataset`` (``jointportrait synth``),
@@ -193,7 +193,7 @@ def run_demo(cfg: DemoConfig, say=logger.info) -> DemoResult:
     stage3 = fit("stage3", "motion", root=clips, adjust=lambda config: stage3_config(config, video),
                  init_from=str(stage2 / "final"), in_channels=18)
     with _Timer(timings, "animate held-out clips (motion frames, independent clips)", say):
-        metrics["animation"], video_figures = evaluate_video(stage3 / "final", clips, out, cfg.size, video)
+        metrics["animation"], video_figures = evaluate_video(stage3 / "final", clips, out, cfg.size, video, face)
     figures.update(video_figures)
     metrics["face_model"] = face.name
     metrics["steps"] = steps_done

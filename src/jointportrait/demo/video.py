@@ -11,13 +11,14 @@ After the joint model's stage 2, the demo
    its ground-truth depth drives it) clip by clip, once with motion frames and once as
    independent clips, with the same model and seeds;
 4. reports Table 3's figures that need no downloaded weights: per-frame L1 and SSIM against
-   the ground-truth frames, and the seam score (:mod:`jointportrait.evaluation.seams`), for
-   both ways; writes the first held-out animation as an animated GIF for ``index.html``.
+   the ground-truth frames, the seam score (:mod:`jointportrait.evaluation.seams`), and
+   expression and pose error of tracker fits of the generated against the ground-truth frames
+   (:mod:`jointportrait.demo.video_motion`, with the no-motion baseline and the tracker's own
+   error against the true parameters), for both ways; writes the first held-out animation as an
+   animated GIF for ``index.html``.
 
 LPIPS, FVD, identity similarity and HyperIQA need published network weights that cannot be had
-here; expression and pose error (:mod:`jointportrait.evaluation.facial_motion`) need 68-point
-landmarks of every generated frame (the dlib detector) and a tracker fit per clip, which the demo
-does not run.
+here.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 
 from jointportrait.data.datasets import ClipDataset
 from jointportrait.data.synth import SynthConfig, write_dataset
+from jointportrait.demo.video_motion import DemoMotionScorer
 from jointportrait.evaluation.seams import seam_score
 from jointportrait.evaluation.video_metrics import clip_frame_metrics
 from jointportrait.face_models import FaceModel
@@ -39,6 +41,13 @@ from jointportrait.loading import load_video_pipeline
 
 MODES = {"motion frames": False, "independent clips": True}  # name -> independent_clips
 GIF_CELL = 128  # animation cells are enlarged (nearest) to about this many pixels
+FACIAL_MOTION_PROTOCOL = (
+    "the generated and the ground-truth (driving) frames of each animation fitted by the tracker (dlib's 68 "
+    "landmarks, smoothed; landmark stages only; one identity per clip); expression error: mean absolute "
+    "difference of the 25 expression coefficients, pose error: mean geodesic angle between the head rotations "
+    "in degrees, over the frames where both fits are usable; reference held still: the driver's fit of the "
+    "first frame repeated; the tracker's own error: its fit of the ground-truth frames against the parameters "
+    "they were rendered with")
 
 
 @dataclass(frozen=True)
@@ -106,17 +115,24 @@ def write_animation_gif(path: Path, gt: np.ndarray, depth: np.ndarray, ours: dic
     return path
 
 
-def evaluate_video(model: Path, clips: Path, out: Path, size: int, cfg: VideoDemoConfig) -> tuple[dict, dict]:
-    """Animate every held-out clip both ways; ``(metrics, figures)`` (figure paths relative to ``out``)."""
+def evaluate_video(model: Path, clips: Path, out: Path, size: int, cfg: VideoDemoConfig,
+                   face: FaceModel) -> tuple[dict, dict]:
+    """Animate every held-out clip both ways; ``(metrics, figures)`` (figure paths relative to ``out``).
+    ``face``: the face model the clips were rendered with (the tracker fits it for expression and pose error)."""
     pipe = load_video_pipeline(model)
     pipe.set_progress_bar_config(disable=True)
     held_out = ClipDataset(clips, size=size, num_frames=cfg.clip_frames, num_motion_frames=0, split="test")
+    motion, no_motion = DemoMotionScorer.create(face, tuple(MODES))
     rows: dict[str, list[dict]] = {name: [] for name in MODES}
     figure = None
     for i in range(len(held_out)):
         clip = held_out[i]
         gt = (clip["image"] + 1) / 2  # (N, 3, H, W) in [0, 1]
         depths, valid = list(clip["depth_raw"][:, 0].numpy()), list(clip["valid"][:, 0].numpy() > 0.5)
+        if motion is not None:
+            clip_name, start = held_out.windows[i]
+            driver = motion.add_driver(_uint8(gt.permute(0, 2, 3, 1).numpy()),
+                                       held_out.clips[clip_name][start : start + cfg.clip_frames])
         first = {}
         for seed in cfg.seeds:
             for name, independent in MODES.items():
@@ -128,6 +144,8 @@ def evaluate_video(model: Path, clips: Path, out: Path, size: int, cfg: VideoDem
                 seam = seam_score(result.images, result.clip_starts)
                 rows[name].append({**clip_frame_metrics(frames, gt.float()), "seam_score": seam.score,
                                    "boundary_change": seam.boundary_change, "inner_change": seam.inner_change})
+                if motion is not None:
+                    motion.add_generated(name, _uint8(result.images), driver)
                 if seed == cfg.seeds[0]:
                     first[name] = result.images
         if figure is None:
@@ -145,9 +163,11 @@ def evaluate_video(model: Path, clips: Path, out: Path, size: int, cfg: VideoDem
                      f"drives it; clips of {cfg.num_frames} frames with {cfg.motion_frames} motion frames, or "
                      f"independent clips (the reference as every clip's motion frames); "
                      f"{cfg.inference_steps} DDIM steps; seeds {list(cfg.seeds)}, the same for both"),
-        "not_computed": ("LPIPS, FVD, identity similarity and HyperIQA need published network weights; "
-                         "expression and pose error need landmarks and tracker fits of the generated frames, "
-                         "which the demo does not run"),
+        "not_computed": "LPIPS, FVD, identity similarity and HyperIQA need published network weights",
         "config": asdict(cfg),
     }
+    if motion is None:
+        metrics["facial_motion"] = {"not_computed": f"expression and pose error need the face detector: {no_motion}"}
+    else:
+        metrics["facial_motion"] = {"rows": motion.table.summary(), "protocol": FACIAL_MOTION_PROTOCOL}
     return metrics, {"animation": figure.name}

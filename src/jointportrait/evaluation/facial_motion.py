@@ -21,6 +21,13 @@ identity, so the driver's face shape is not counted as expression. For the
 Head rotations are the tracker's camera-space rotations, so a driver who
 turns 10 degrees to the left and a generated head that turns 10 degrees to
 the left agree whatever their framing.
+
+:class:`FacialMotionFitter` is the whole measurement of one clip (landmarks
+detected, followed and smoothed, then the tracker fit), shared by
+``jointportrait evaluate video`` and the demo. :func:`synthetic_facial_motion`
+gives the true expression and head rotation of a clip of
+``jointportrait synth --video`` in the tracker's convention, so the
+measurement itself can be scored (the tracker's error against the truth).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import numpy as np
 import torch
 
 from jointportrait.face_models import FaceModel
+from jointportrait.geometry.cameras import MODEL_TO_OPENCV
+from jointportrait.tracking.landmarks import detect_clip_landmarks
 from jointportrait.tracking.params import axis_angle_to_matrix
 from jointportrait.tracking.stages import TrackerConfig
 from jointportrait.tracking.tracker import track_clip
@@ -100,6 +109,60 @@ def fit_facial_motion(model: FaceModel, frames: np.ndarray, landmarks: np.ndarra
     expression[found] = result.params.expression.double().numpy()
     rotation[found] = result.params.rotation.double().numpy()
     return FacialMotion(expression, rotation, found)
+
+
+class FacialMotionFitter:
+    """Expression and head rotation of clips: landmarks detected, followed and smoothed
+    (:func:`jointportrait.tracking.landmarks.detect_clip_landmarks`), then one tracker fit per clip.
+
+    ``detector``: a :class:`jointportrait.faces.FaceDetector` (the ``faces`` extra); ``smoothing``: the One Euro
+    filter on the landmark tracks (False: raw detections); ``face_index``: which face to follow.
+    """
+
+    def __init__(self, model: FaceModel, detector, tracker: TrackerConfig | None = None, smoothing: bool = True,
+                 face_index: int = 0) -> None:
+        self.model, self.detector, self.tracker = model, detector, tracker
+        self.smoothing, self.face_index = smoothing, face_index
+
+    def __call__(self, frames: np.ndarray, fps: float) -> FacialMotion:
+        """Fit frames ``(F, H, W, 3)`` uint8 shown at ``fps`` (the smoothing filter's time base)."""
+        from jointportrait.faces import SmoothingConfig
+
+        landmarks = detect_clip_landmarks(frames, fps, self.detector, face_index=self.face_index,
+                                          smoothing=SmoothingConfig() if self.smoothing else None)
+        return fit_facial_motion(self.model, frames, landmarks.landmarks, self.tracker)
+
+
+def synthetic_facial_motion(model: FaceModel, params: list[dict]) -> FacialMotion:
+    """The true motion of a synthetic clip from its frames' stored parameters (``params/*.json`` of
+    ``jointportrait synth``), in the tracker's terms: the PCA expression the renderer projected its blendshape
+    weights onto, and the camera-space rotation ``R`` with ``v_cam = R @ MODEL_TO_OPENCV @ v_model + t``
+    (:mod:`jointportrait.tracking.params`). The renderer places the head in world space
+    (``rotation_matrix``) and looks at it through ``world_to_camera``, so ``R = R_wc @ R_head @ MODEL_TO_OPENCV``
+    (the flip is its own inverse)."""
+    from scipy.spatial.transform import Rotation
+
+    if not params:
+        raise ValueError("need the parameters of at least one frame")
+    names = {p.get("face_model") for p in params}
+    if names != {model.name}:
+        raise ValueError(f"the clip was rendered with {sorted(map(str, names))}, not with {model.name}: "
+                         "its expression coefficients are in another basis")
+    flip = MODEL_TO_OPENCV.double().numpy()
+    camera = np.stack([np.asarray(p["world_to_camera"], np.float64)[:3, :3] @ np.asarray(p["rotation_matrix"])
+                       @ flip for p in params])
+    expression = np.asarray([p["expression_pca"] for p in params], np.float64)
+    return FacialMotion(expression, Rotation.from_matrix(camera).as_rotvec(), np.ones(len(params), bool))
+
+
+def held_still(motion: FacialMotion, frame: int = 0) -> FacialMotion:
+    """The motion of a clip that never leaves ``frame`` of ``motion``: the no-motion baseline of a self
+    reenactment whose reference is that frame (without fitting a still clip; its own fit would differ from the
+    driver's fit of that frame only by the tracker's noise)."""
+    count = motion.usable.shape[0]
+    usable = np.full(count, bool(motion.usable[frame]))
+    return FacialMotion(np.repeat(motion.expression[frame : frame + 1], count, 0),
+                        np.repeat(motion.rotation[frame : frame + 1], count, 0), usable, motion.diverged)
 
 
 @dataclass(frozen=True)

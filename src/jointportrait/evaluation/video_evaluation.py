@@ -37,7 +37,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from jointportrait.errors import InputError, MissingDependencyError, MissingPathError
-from jointportrait.evaluation.facial_motion import fit_facial_motion, motion_errors
+from jointportrait.evaluation.facial_motion import FacialMotionFitter, motion_errors
 from jointportrait.evaluation.hyperiqa import NUM_CROPS
 from jointportrait.evaluation.identity import to_uint8
 from jointportrait.evaluation.runner import EvaluationResult, _by_stem, _folder, _image_tensor, match_pairs
@@ -193,25 +193,6 @@ def _image_quality(model, frames: torch.Tensor, crops: int) -> float:
     return float(torch.cat(scores).mean())
 
 
-class _MotionFitter:
-    """Landmarks (detected, followed, smoothed) and tracker fits of clips, for expression / pose error."""
-
-    def __init__(self, options: VideoEvaluationOptions, detector) -> None:
-        from jointportrait.face_models import load_face_model
-
-        self.options, self.detector = options, detector
-        self.model = load_face_model(options.face_model)
-
-    def __call__(self, frames: torch.Tensor, fps: float):
-        from jointportrait.faces import SmoothingConfig
-        from jointportrait.tracking.landmarks import detect_clip_landmarks
-
-        images = np.stack(to_uint8(frames))  # (T, H, W, 3)
-        lmk = detect_clip_landmarks(images, fps, self.detector, face_index=self.options.face_index,
-                                    smoothing=SmoothingConfig() if self.options.smoothing else None)
-        return fit_facial_motion(self.model, images, lmk.landmarks, self.options.tracker)
-
-
 def _seam(frames: torch.Tensor, starts: list[int] | None, clip_length: int | None) -> tuple[float | None, str | None]:
     """The seam score of frames ``(T, 3, H, W)`` made in clips starting at ``starts`` (else every ``clip_length``
     frames), or None and why not."""
@@ -281,7 +262,7 @@ class _Scorers:
     i3d: Any = None
     identity: dict[str, Any] = field(default_factory=dict)
     iqa: Any = None
-    motion: _MotionFitter | None = None
+    motion: FacialMotionFitter | None = None
     omitted: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -324,7 +305,10 @@ def _scorers(inputs: _Inputs, options: VideoEvaluationOptions) -> _Scorers:
     elif detector is None:
         out.omitted["expression_error"] = out.omitted["pose_error"] = f"no face detector: {no_detector}"
     else:
-        out.motion = _MotionFitter(options, detector)
+        from jointportrait.face_models import load_face_model
+
+        out.motion = FacialMotionFitter(load_face_model(options.face_model), detector, options.tracker,
+                                        smoothing=options.smoothing, face_index=options.face_index)
     return out
 
 
@@ -364,7 +348,8 @@ def _score_clip(name: str, inputs: _Inputs, scorers: _Scorers, options: VideoEva
         out.row["image_quality"] = _image_quality(scorers.iqa, x, options.iqa_crops)
     if scorers.motion is not None:
         fps = inputs.preds[name].fps or DEFAULT_FPS
-        fits = {"generated": scorers.motion(x, fps), "driving": scorers.motion(inputs.drivings[name].load(device), fps)}
+        fits = {"generated": scorers.motion(np.stack(to_uint8(x)), fps),
+                "driving": scorers.motion(np.stack(to_uint8(inputs.drivings[name].load(device))), fps)}
         errors = motion_errors(fits["generated"], fits["driving"])
         if errors is None:
             why = "; ".join(f"{side}: {fit.diverged}" for side, fit in fits.items() if fit.diverged)
