@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="train to a time budget in minutes, shared by the stages, instead of the default fixed "
-                             "steps per stage (which finish within 20 minutes on 2 cores)")
+                             "steps per stage (8 to 21 minutes on 2 cores, by the CPU)")
     parser.add_argument("--steps", type=int, default=None, help="fixed optimizer steps per stage instead of a time budget (repeatable runs)")
     parser.add_argument("--size", type=int, default=64, help="image size in pixels (multiple of 8; the base's is 64)")
     parser.add_argument("--batch-size", type=int, default=16, help="training batch size of every stage")

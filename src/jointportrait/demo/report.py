@@ -97,8 +97,10 @@ def _motion_section(motion: dict) -> str:
     return f"""<h3>Expression and pose error</h3>
 <p class="note">{html.escape(motion['protocol'])}.</p>
 {_table(_motion_rows(motion), (*MOTION_COLUMNS, ("compared", "frames compared")))}
-<p class="note">An animation that follows its driving depth should sit well below "reference held still"; the
-last row is how well the tracker reads expression and pose from frames of this size at all.</p>"""
+<p class="note">Only frames where the detector found a face in both the generated and the ground-truth frame
+are compared (last column): where it finds few generated faces, the errors rest on those few. An animation
+that follows its driving depth should sit well below "reference held still"; the last row is how well the
+tracker reads expression and pose from frames of this size at all.</p>"""
 
 
 def write_report(out: Path, metrics: dict, figures: dict[str, str], config: dict) -> Path:

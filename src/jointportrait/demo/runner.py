@@ -22,7 +22,8 @@ the one trainer (``jointportrait train``), the applications (``estimate-depth``,
 ``jointportrait evaluate``.
 
 The default is a fixed number of optimizer steps per stage (:data:`DEFAULT_STEPS`), sized to finish
-within 20 minutes on 2 CPU cores, so every machine gets the same numbers; ``minutes`` trains to a
+in 8 to 21 minutes on 2 CPU cores (two machines timed, docs/REPRODUCTION.md), so every machine gets
+the same numbers; ``minutes`` trains to a
 time budget instead (shared by the stages as :data:`STAGE_SHARES`), ``steps`` sets every stage alike.
 The demo trains with one seed: ``jointportrait reproduce`` measures the spread over seeds.
 """

@@ -42,7 +42,7 @@ from jointportrait.loading import load_video_pipeline
 MODES = {"motion frames": False, "independent clips": True}  # name -> independent_clips
 GIF_CELL = 128  # animation cells are enlarged (nearest) to about this many pixels
 FACIAL_MOTION_PROTOCOL = (
-    "the generated and the ground-truth (driving) frames of each animation fitted by the tracker (dlib's 68 "
+    "The generated and the ground-truth (driving) frames of each animation fitted by the tracker (dlib's 68 "
     "landmarks, smoothed; landmark stages only; one identity per clip); expression error: mean absolute "
     "difference of the 25 expression coefficients, pose error: mean geodesic angle between the head rotations "
     "in degrees, over the frames where both fits are usable; reference held still: the driver's fit of the "
