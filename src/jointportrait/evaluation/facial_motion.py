@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from jointportrait.face_models import FaceModel
+from jointportrait.faces import SmoothingConfig
 from jointportrait.geometry.cameras import MODEL_TO_OPENCV
 from jointportrait.tracking.landmarks import detect_clip_landmarks
 from jointportrait.tracking.params import axis_angle_to_matrix
@@ -126,8 +127,6 @@ class FacialMotionFitter:
 
     def __call__(self, frames: np.ndarray, fps: float) -> FacialMotion:
         """Fit frames ``(F, H, W, 3)`` uint8 shown at ``fps`` (the smoothing filter's time base)."""
-        from jointportrait.faces import SmoothingConfig
-
         landmarks = detect_clip_landmarks(frames, fps, self.detector, face_index=self.face_index,
                                           smoothing=SmoothingConfig() if self.smoothing else None)
         return fit_facial_motion(self.model, frames, landmarks.landmarks, self.tracker)
