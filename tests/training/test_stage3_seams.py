@@ -11,6 +11,8 @@ Measured (deterministic on one thread): seam score 1.723 with motion frames agai
 (mean over 8 animations; motion frames lower in 7 of the 8 pairs; change inside clips 0.0275 against 0.0277, at
 the boundaries 0.0474 against 0.0615). Smaller runs showed less (500 + 500 steps: 1.254 against 1.380, 5 of 8).
 Cost: 4 min 33 s of CPU (one thread); 25 min 54 s of wall time on the shared 2-core machine at load average 10-14.
+On another machine (AVX2 kernels, slower): 1.896 against 1.936, 8 min of CPU: the run's outcome moves with the
+CPU's kernels, and there the margin is small (docs/ANIMATION.md).
 """
 
 from __future__ import annotations
