@@ -3,12 +3,16 @@ landmarks made from the face model with known expression and head pose."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from jointportrait.data.manifest import read_manifest
+from jointportrait.data.synth import SynthConfig, write_dataset
 from jointportrait.evaluation.facial_motion import (
     FacialMotion,
     FacialMotionFitter,
@@ -22,6 +26,7 @@ from jointportrait.evaluation.facial_motion import (
     synthetic_facial_motion,
 )
 from jointportrait.face_models import load_face_model
+from jointportrait.geometry.cameras import MODEL_TO_OPENCV
 from jointportrait.tracking.params import TrackParams, landmark_points, project
 from jointportrait.tracking.stages import TrackerConfig, prior_focal
 
@@ -106,13 +111,6 @@ def test_frames_without_a_face_are_left_out_of_the_fit():
 
 def _synthetic_clip(tmp_path, model, frames: int, seed: int):
     """A clip of ``synth --video`` at 64 px: its frames ``(F, 64, 64, 3)`` and their stored parameters."""
-    import json
-
-    from PIL import Image
-
-    from jointportrait.data.manifest import read_manifest
-    from jointportrait.data.synth import SynthConfig, write_dataset
-
     write_dataset(tmp_path, model, SynthConfig(subjects=1, frames_per_subject=frames, size=64, video=True,
                                                clip_length=frames, seed=seed))
     records = sorted(read_manifest(tmp_path), key=lambda r: r.frame)
@@ -124,8 +122,6 @@ def test_true_motion_of_a_synthetic_clip_reprojects_its_rendered_landmarks(tmp_p
     """The rotation in the tracker's convention, ``v_cam = R @ MODEL_TO_OPENCV @ v + t``, with the head's vertices
     (identity and blendshapes as rendered) projected by the clip's intrinsics lands on the landmarks the renderer
     stored: a wrong flip or order of the camera and head rotations misses by tens of pixels."""
-    from jointportrait.geometry.cameras import MODEL_TO_OPENCV
-
     model = load_face_model("procedural")
     _, params = _synthetic_clip(tmp_path, model, frames=4, seed=3)
     truth = synthetic_facial_motion(model, params)
