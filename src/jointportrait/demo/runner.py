@@ -22,9 +22,10 @@ the one trainer (``jointportrait train``), the applications (``estimate-depth``,
 ``jointportrait evaluate``.
 
 The default is a fixed number of optimizer steps per stage (:data:`DEFAULT_STEPS`), sized to finish
-in 8 to 21 minutes on 2 CPU cores (two machines timed, docs/REPRODUCTION.md), so every machine gets
-the same numbers; ``minutes`` trains to a
-time budget instead (shared by the stages as :data:`STAGE_SHARES`), ``steps`` sets every stage alike.
+in 8 to 21 minutes on 2 CPU cores (two machines timed, docs/REPRODUCTION.md), so a run gives the same
+numbers every time on one machine (Tables 1-2 matched across the two machines; the video part's
+figures moved with the CPU's floating-point kernels); ``minutes`` trains to a time budget instead
+(shared by the stages as :data:`STAGE_SHARES`), ``steps`` sets every stage alike.
 The demo trains with one seed: ``jointportrait reproduce`` measures the spread over seeds.
 """
 
