@@ -10,13 +10,7 @@ import torch
 from jointportrait.applications.depth_estimation import estimate_depth, estimate_depths, vae_tiling
 from jointportrait.loading import load_joint_pipeline
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module", params=["stage1", "stage2"])

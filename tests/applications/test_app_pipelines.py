@@ -13,14 +13,7 @@ from jointportrait.applications.sampling import native_resolution
 from jointportrait.loading import load_joint_pipeline
 from jointportrait.pipelines.denoising import scheduler_with_spacing
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two threads spin-wait and run several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module", params=["stage1", "stage2"])

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two threads spin-wait and run several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _cli_one_thread(one_thread):
+    """Every command-line test runs on one torch thread (``one_thread`` in tests/conftest.py)."""
     yield
-    torch.set_num_threads(previous)

@@ -21,14 +21,6 @@ from jointportrait.tracking.tracker import render_fit
 FAST = ["--steps", "2", "--clip-length", "3", "--motion-frames", "1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models gain nothing from more; on a shared machine they only spin
-    yield
-    torch.set_num_threads(previous)
-
-
 def _sphere_depths(n: int, size: int = 48) -> list[np.ndarray]:
     ys, xs = np.mgrid[0:size, 0:size] / (size - 1) * 2 - 1
     out = []

@@ -27,14 +27,6 @@ BAD_PHOTOS = {"empty.png": "file is empty", "truncated.png": "not a readable ima
               "bomb.png": "more than the limit of"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _png_claiming(width: int, height: int) -> bytes:
     """A 200-byte PNG whose header claims ``width`` x ``height`` RGB pixels (a decompression bomb)."""
     def chunk(kind: bytes, data: bytes) -> bytes:

@@ -5,21 +5,12 @@ from __future__ import annotations
 import numpy as np
 import PIL.Image
 import pytest
-import torch
 
 from jointportrait.applications.depth_estimation import VAE_TILING
 from jointportrait.cli import options
 from jointportrait.cli.main import main
 
 STEPS = ["--steps", "2", "--processing-resolution", "32", "--ensemble", "2"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,7 @@ from jointportrait.models.motion import (
 )
 from jointportrait.models.motion_checkpoint import MotionWeightsError, load_motion_adapter
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models gain nothing from more; on a shared machine they only spin
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ from jointportrait.models.motion import build_motion_adapter, zero_motion_output
 from jointportrait.models.video_denoiser import VideoJointDenoiser, bank_for_frames
 from jointportrait.models.widen import widen_unet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models gain nothing from more; on a shared machine they only spin
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 B, F, N = 2, 3, 2  # clips, frames per clip, motion frames
 

@@ -27,12 +27,7 @@ FAST = {"clip_length": 3, "motion_frames": 1, "steps": 2}
 CLI_FAST = ["--steps", "2", "--clip-length", "3", "--motion-frames", "1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models gain nothing from more; on a shared machine they only spin
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
