@@ -175,3 +175,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def moving_sphere_depths() -> list[np.ndarray]:
+    """Five 48 x 48 driving depth maps of a sphere moving left to right (larger = farther, 0 = no depth): the
+    depth folder of the ``animate`` tests of the command line and the web demo."""
+    n, size = 5, 48
+    ys, xs = np.mgrid[0:size, 0:size] / (size - 1) * 2 - 1
+    out = []
+    for f in range(n):
+        r2 = (xs - 0.4 + 0.8 * f / (n - 1)) ** 2 + ys**2
+        out.append(np.where(r2 < 0.4, 50.0 - 5 * np.sqrt(np.clip(0.4 - r2, 0, None)), 0.0).astype(np.float32))
+    return out

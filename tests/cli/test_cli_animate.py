@@ -21,22 +21,13 @@ from jointportrait.tracking.tracker import render_fit
 FAST = ["--steps", "2", "--clip-length", "3", "--motion-frames", "1"]
 
 
-def _sphere_depths(n: int, size: int = 48) -> list[np.ndarray]:
-    ys, xs = np.mgrid[0:size, 0:size] / (size - 1) * 2 - 1
-    out = []
-    for f in range(n):
-        r2 = (xs - 0.4 + 0.8 * f / max(n - 1, 1)) ** 2 + ys**2
-        out.append(np.where(r2 < 0.4, 50.0 - 5 * np.sqrt(np.clip(0.4 - r2, 0, None)), 0.0).astype(np.float32))
-    return out
-
-
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(tmp_path_factory, moving_sphere_depths):
     root = tmp_path_factory.mktemp("animate_inputs")
     rng = np.random.default_rng(0)
     PIL.Image.fromarray(rng.integers(0, 255, (70, 60, 3), dtype=np.uint8)).save(root / "reference.jpg")
     (root / "depth").mkdir()
-    for i, d in enumerate(_sphere_depths(5)):
+    for i, d in enumerate(moving_sphere_depths):
         np.save(root / "depth" / f"f{i:03d}.npy", d)
     (root / "frames").mkdir()
     for i in range(4):

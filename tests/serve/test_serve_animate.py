@@ -43,23 +43,13 @@ def video_ctx(tiny_video_model_dir):
     workspace.close()
 
 
-def sphere_depths(n: int, size: int = 48) -> list[np.ndarray]:
-    """A sphere moving left to right (larger = farther, 0 = no depth)."""
-    ys, xs = np.mgrid[0:size, 0:size] / (size - 1) * 2 - 1
-    out = []
-    for f in range(n):
-        r2 = (xs - 0.4 + 0.8 * f / max(n - 1, 1)) ** 2 + ys**2
-        out.append(np.where(r2 < 0.4, 50.0 - 5 * np.sqrt(np.clip(0.4 - r2, 0, None)), 0.0).astype(np.float32))
-    return out
-
-
 @pytest.fixture(scope="module")
-def driving(tmp_path_factory) -> Path:
+def driving(tmp_path_factory, moving_sphere_depths) -> Path:
     """``depth/`` (5 .npy), ``png16/`` (the same as 16-bit PNG), ``frames/`` (3 PNG) and ``clip.mp4``."""
     root = tmp_path_factory.mktemp("driving")
     for name in ("depth", "png16", "frames"):
         (root / name).mkdir()
-    for i, d in enumerate(sphere_depths(5)):
+    for i, d in enumerate(moving_sphere_depths):
         np.save(root / "depth" / f"f{i:03d}.npy", d)
         save_depth_png16(root / "png16" / f"f{i:03d}.png", d / 60.0)
     rng = np.random.default_rng(0)
