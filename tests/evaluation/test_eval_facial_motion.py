@@ -3,7 +3,6 @@ landmarks made from the face model with known expression and head pose."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch
 from PIL import Image
 
 from jointportrait.data.manifest import read_manifest
-from jointportrait.data.synth import SynthConfig, write_dataset
+from jointportrait.data.synth import SynthConfig, frame_params, write_dataset
 from jointportrait.evaluation.facial_motion import (
     FacialMotion,
     FacialMotionFitter,
@@ -115,7 +114,7 @@ def _synthetic_clip(tmp_path, model, frames: int, seed: int):
                                                clip_length=frames, seed=seed))
     records = sorted(read_manifest(tmp_path), key=lambda r: r.frame)
     images = np.stack([np.asarray(Image.open(r.image).convert("RGB")) for r in records])
-    return images, [json.loads((r.manifest.parent / r.extra["params"]).read_text()) for r in records]
+    return images, [frame_params(r) for r in records]
 
 
 def test_true_motion_of_a_synthetic_clip_reprojects_its_rendered_landmarks(tmp_path):

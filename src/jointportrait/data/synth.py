@@ -32,7 +32,7 @@ from PIL import Image
 
 from jointportrait.appearance.color import linear_to_srgb, srgb_to_linear
 from jointportrait.appearance.sh_lighting import irradiance, random_studio_lighting
-from jointportrait.data.manifest import write_manifest
+from jointportrait.data.manifest import FrameRecord, write_manifest
 from jointportrait.face_models import FaceModel
 from jointportrait.faces.crop import FaceCrop
 from jointportrait.geometry.cameras import (
@@ -391,6 +391,11 @@ def _to_json(value):
 
 def _save_png(path: Path, array: np.ndarray) -> None:
     Image.fromarray(array).save(path, optimize=False)
+
+
+def frame_params(record: FrameRecord) -> dict:
+    """The parameters a frame of :func:`write_dataset` was rendered with (its ``params/<id>.json``)."""
+    return json.loads((record.manifest.parent / record.extra["params"]).read_text())
 
 
 def write_dataset(out: Path, model: FaceModel, config: SynthConfig,

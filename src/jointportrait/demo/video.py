@@ -32,7 +32,7 @@ import torch
 
 from jointportrait.data.datasets import ClipDataset
 from jointportrait.data.synth import SynthConfig, write_dataset
-from jointportrait.demo.video_motion import DemoMotionScorer
+from jointportrait.demo.video_motion import PROTOCOL, DemoMotionScorer
 from jointportrait.evaluation.seams import seam_score
 from jointportrait.evaluation.video_metrics import clip_frame_metrics
 from jointportrait.face_models import FaceModel
@@ -41,13 +41,6 @@ from jointportrait.loading import load_video_pipeline
 
 MODES = {"motion frames": False, "independent clips": True}  # name -> independent_clips
 GIF_CELL = 128  # animation cells are enlarged (nearest) to about this many pixels
-FACIAL_MOTION_PROTOCOL = (
-    "The generated and the ground-truth (driving) frames of each animation fitted by the tracker (dlib's 68 "
-    "landmarks, smoothed; landmark stages only; one identity per clip); expression error: mean absolute "
-    "difference of the 25 expression coefficients, pose error: mean geodesic angle between the head rotations "
-    "in degrees, over the frames where both fits are usable; reference held still: the driver's fit of the "
-    "first frame repeated; the tracker's own error: its fit of the ground-truth frames against the parameters "
-    "they were rendered with")
 
 
 @dataclass(frozen=True)
@@ -169,5 +162,5 @@ def evaluate_video(model: Path, clips: Path, out: Path, size: int, cfg: VideoDem
     if motion is None:
         metrics["facial_motion"] = {"not_computed": f"expression and pose error need the face detector: {no_motion}"}
     else:
-        metrics["facial_motion"] = {"rows": motion.table.summary(), "protocol": FACIAL_MOTION_PROTOCOL}
+        metrics["facial_motion"] = {"rows": motion.table.summary(), "protocol": PROTOCOL}
     return metrics, {"animation": figure.name}

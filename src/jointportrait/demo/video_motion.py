@@ -19,12 +19,12 @@ Needs the face detector (the ``faces`` extra); without it the figures are report
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from jointportrait.data.manifest import FrameRecord
+from jointportrait.data.synth import frame_params
 from jointportrait.errors import MissingDependencyError
 from jointportrait.evaluation.facial_motion import (
     FacialMotion,
@@ -41,6 +41,13 @@ CLIP_FPS = 25.0  # ``synth --video`` renders at 25 fps (the landmark smoothing's
 STILL = "Trivial: reference held still"
 MEASUREMENT = "tracker on ground truth vs true parameters"
 KEYS = ("expression_error", "pose_error")
+PROTOCOL = (  # shown with the table
+    "The generated and the ground-truth (driving) frames of each animation fitted by the tracker (dlib's 68 "
+    "landmarks, smoothed; landmark stages only; one identity per clip); expression error: mean absolute "
+    "difference of the 25 expression coefficients, pose error: mean geodesic angle between the head rotations "
+    "in degrees, over the frames where both fits are usable; reference held still: the driver's fit of the "
+    "first frame repeated; the tracker's own error: its fit of the ground-truth frames against the parameters "
+    "they were rendered with")
 
 
 @dataclass
@@ -95,8 +102,7 @@ class DemoMotionScorer:
         """Fit a held-out clip's ground-truth frames (the driver), score the fit against the clip's true
         parameters (:data:`MEASUREMENT`) and the no-motion baseline (:data:`STILL`); returns the fit."""
         driver = self.fit(frames)
-        truth = synthetic_facial_motion(self.face, [json.loads((r.manifest.parent / r.extra["params"]).read_text())
-                                                    for r in records])
+        truth = synthetic_facial_motion(self.face, [frame_params(r) for r in records])
         self.table.add(MEASUREMENT, driver, truth)
         self.table.add(STILL, held_still(driver), driver)
         return driver

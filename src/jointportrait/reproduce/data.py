@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from jointportrait.data.manifest import read_manifest, write_manifest
-from jointportrait.data.synth import SynthConfig, write_dataset
+from jointportrait.data.synth import SynthConfig, frame_params, write_dataset
 from jointportrait.evaluation.depth_metrics import depth_metrics
 from jointportrait.face_models import FaceModel
 from jointportrait.tracking.evaluation import true_landmarks
@@ -132,8 +132,7 @@ def make_wild(root: Path, face: FaceModel, sizes: DataSizes) -> tuple[Path, Path
     for c, (clip, frames_records) in enumerate(sorted(clips.items())):
         frames_records = sorted(frames_records, key=lambda r: r.frame)
         rng = np.random.default_rng([sizes.seed, 7, c])
-        clean = np.stack([true_landmarks(face, json.loads((r.manifest.parent / r.extra["params"]).read_text()))
-                          for r in frames_records])  # (F, 68, 2)
+        clean = np.stack([true_landmarks(face, frame_params(r)) for r in frames_records])  # (F, 68, 2)
         frames = camera_model(np.stack([np.asarray(Image.open(r.image).convert("RGB")) for r in frames_records]), rng)
         split = frames_records[0].split
         if split != "train":  # held out: the frames through the camera, the *rendered* depth for evaluation

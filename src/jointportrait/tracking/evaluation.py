@@ -13,7 +13,6 @@ scale and shift in depth space, then mean |a - g| / g).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ import torch
 from PIL import Image
 
 from jointportrait.data.manifest import read_manifest
+from jointportrait.data.synth import frame_params
 from jointportrait.evaluation.depth_metrics import depth_metrics
 from jointportrait.face_models import FaceModel
 from jointportrait.tracking.tracker import TrackResult
@@ -58,8 +58,7 @@ def load_synthetic_clip(root: str | os.PathLike, model: FaceModel, clip: str | N
     records = [r for r in read_manifest(root) if r.clip is not None]
     clip = clip or min(r.clip for r in records)
     records = sorted((r for r in records if r.clip == clip), key=lambda r: r.frame)
-    clean = np.stack([true_landmarks(model, json.loads((r.manifest.parent / r.extra["params"]).read_text()))
-                      for r in records])
+    clean = np.stack([true_landmarks(model, frame_params(r)) for r in records])
     frames = np.stack([np.asarray(Image.open(r.image).convert("RGB")) for r in records])
     noise = np.random.default_rng(seed).normal(size=clean.shape) * noise_px * max(frames.shape[1:3]) / 256.0
     return SyntheticClip(
